@@ -1,0 +1,1 @@
+"""CNN Lens backend: a plain PyTorch/NumPy library behind the Streamlit pages."""

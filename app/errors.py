@@ -1,0 +1,17 @@
+"""Errors a user can cause or meet; pages turn them into friendly messages."""
+
+
+class LensError(Exception):
+    """Base class: the message is written for the person using the app."""
+
+
+class ImageError(LensError):
+    """The uploaded bytes are not an image we can use."""
+
+
+class WeightsUnavailableError(LensError):
+    """Pretrained weights could not be loaded (no internet, bad file, ...)."""
+
+
+class DatasetMissingError(LensError):
+    """A data set the feature needs is not in the project's data directory."""

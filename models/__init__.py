@@ -1,0 +1,1 @@
+"""Architectures, training code and committed weights for CNN Lens."""

@@ -1,0 +1,49 @@
+"""Shared fixtures: models are built once per test session (VGG-16 takes seconds)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app.models import FASHION_WEIGHTS, LoadedModel, get_model
+
+
+@pytest.fixture(scope="session")
+def vgg() -> LoadedModel:
+    """Untrained VGG-16 with a fixed seed: real architecture, deterministic weights."""
+    torch.manual_seed(0)
+    return get_model("vgg16", weights=None)
+
+
+@pytest.fixture(scope="session")
+def fashion() -> LoadedModel:
+    """The trained, committed Fashion-MNIST CNN."""
+    assert FASHION_WEIGHTS.exists(), "models/fashion_cnn.pt is missing; run `make train`"
+    return get_model("fashion_cnn")
+
+
+@pytest.fixture(scope="session")
+def fashion_untrained() -> LoadedModel:
+    torch.manual_seed(0)
+    return get_model("fashion_cnn", weights=None)
+
+
+def photo(size: tuple[int, int] = (320, 240), seed: int = 0) -> Image.Image:
+    """A smooth, deterministic RGB test picture (gradients plus a disc)."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(seed)
+    cx, cy, r = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h, min(w, h) / 4
+    disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < r**2).astype(float)
+    rgb = np.stack([xx / w, yy / h, disc], axis=-1) * 255
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
