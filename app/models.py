@@ -84,7 +84,7 @@ class LoadedModel:
                 PreprocessStep("original", f"{img.width}x{img.height} RGB", img),
                 PreprocessStep(
                     "resize",
-                    f"shorter side to {resized.height if resized.height <= resized.width else resized.width} px",
+                    f"shorter side to {min(resized.size)} px",
                     resized,
                 ),
                 PreprocessStep("centre crop", f"{s}x{s}", cropped),
