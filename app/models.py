@@ -13,6 +13,7 @@ registers hooks removes them before releasing it.
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,7 @@ def _relu_not_inplace(module: nn.Module) -> None:
 def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise WeightsUnavailableError(f"Could not read weights from {path}: {exc}") from exc
 
 

@@ -1,0 +1,71 @@
+"""Streamlit caching around the backend: the only app/ module that imports streamlit.
+
+- Models: `st.cache_resource`, one copy per process whatever the number of sessions.
+- Per-image results: keyed by `input_key` (hash of the image bytes + how it was
+  turned into the model input) and the analysis parameters, so moving a widget
+  that only changes the display never recomputes a forward pass. The input tensor
+  itself is passed as an unhashed argument (leading underscore): it is a pure
+  function of the key.
+Sizes are bounded (max_entries / ttl) so a class of 30 cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app.activations import activations
+from app.models import LoadedModel, get_model_or_untrained
+
+Progress = Callable[[int, int], None]
+
+
+@st.cache_resource(show_spinner="Loading the model (first time only)…")
+def model(name: str) -> tuple[LoadedModel, str | None]:
+    """(model, warning): the warning explains a fallback to untrained weights."""
+    return get_model_or_untrained(name)
+
+
+@st.cache_data(max_entries=256, ttl=3600, show_spinner=False)
+def logits(model_name: str, input_key: str, _x: torch.Tensor) -> np.ndarray:
+    return model(model_name)[0].logits(_x)[0].numpy()
+
+
+@st.cache_resource(max_entries=6, ttl=1800, show_spinner=False)
+def layer_outputs(model_name: str, input_key: str, _x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Every layer's output for one image, kept as float16 to halve memory (display only)."""
+    out = activations(model(model_name)[0], _x)
+    return {name: t[0].numpy().astype(np.float16) for name, t in out.items()}
+
+
+def _resolve(path: str) -> Callable[..., Any]:
+    module, _, name = path.partition(":")
+    if not module.startswith("app."):
+        raise ValueError(f"analysis must live in app/, got {path!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+@st.cache_data(max_entries=128, ttl=3600, show_spinner=False)
+def _analysis(
+    func: str, model_name: str, input_key: str, params: tuple[tuple[str, Any], ...], _x: torch.Tensor, _progress: Any
+) -> Any:
+    fn = _resolve(func)
+    kwargs = dict(params)
+    if _progress is not None and "progress" in inspect.signature(fn).parameters:
+        kwargs["progress"] = _progress
+    return fn(model(model_name)[0], _x, **kwargs)
+
+
+def analysis(func: str, model_name: str, input_key: str, x: torch.Tensor, progress: Progress | None = None, **params):
+    """Run `app.module:function(model, x, **params)` once per (image, params), then serve it cached.
+
+    Parameters must be hashable plain values (numbers, strings, tuples); the result
+    must be picklable (NumPy arrays, dataclasses of them).
+    """
+    return _analysis(func, model_name, input_key, tuple(sorted(params.items())), x, progress)

@@ -1,0 +1,192 @@
+"""Plotly figures shared by the pages: bar charts, feature-map mosaics, overlays.
+
+Grids of many small maps are drawn as ONE heatmap (a mosaic with gaps), not as
+hundreds of subplots: a 512-channel layer stays a light, responsive figure.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+
+GAP = np.nan  # mosaic gaps render transparent
+
+
+def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") -> go.Figure:
+    labels = [label for label, _ in pairs][::-1]
+    probs = [p for _, p in pairs][::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=probs,
+            y=labels,
+            orientation="h",
+            text=[f"{p:.1%}" for p in probs],
+            textposition="auto",
+            marker_color="#4C78A8",
+            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title="softmax probability", range=[0, 1], tickformat=".0%"),
+        height=60 + 40 * len(pairs),
+        margin=dict(l=10, r=10, t=40, b=40),
+    )
+    return fig
+
+
+def _downsample(maps: np.ndarray, max_side: int) -> np.ndarray:
+    """Average-pool [C, H, W] maps so the longer side is at most max_side."""
+    f = math.ceil(max(maps.shape[1:]) / max_side)
+    if f <= 1:
+        return maps
+    c, h, w = maps.shape
+    hp, wp = math.ceil(h / f) * f, math.ceil(w / f) * f
+    padded = np.pad(maps, ((0, 0), (0, hp - h), (0, wp - w)), mode="edge")
+    return padded.reshape(c, hp // f, f, wp // f, f).mean(axis=(2, 4))
+
+
+def mosaic(maps: np.ndarray, cols: int, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Tile [N, h, w] maps row-major; returns (values, tile index per cell, -1 in gaps)."""
+    n, h, w = maps.shape
+    rows = math.ceil(n / cols)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), GAP, dtype=np.float32)
+    index = np.full(out.shape, -1, dtype=np.int32)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y, x = r * (h + gap), c * (w + gap)
+        out[y : y + h, x : x + w] = maps[i]
+        index[y : y + h, x : x + w] = i
+    return out, index
+
+
+def feature_grid(
+    maps: np.ndarray,
+    order: np.ndarray | None = None,
+    shared_scale: bool = True,
+    colorscale: str = "Viridis",
+    max_cells: int = 250_000,
+) -> go.Figure:
+    """All channels of one layer as a mosaic; hover tells the channel number.
+
+    shared_scale=False stretches each map to its own min..max, which shows the
+    pattern inside weak maps but hides how weak they are.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    order = np.arange(len(maps)) if order is None else np.asarray(order)
+    n = len(order)
+    max_side = max(4, int(math.sqrt(max_cells / n)))
+    tiles = _downsample(maps[order], max_side)
+    if not shared_scale:
+        lo = tiles.min(axis=(1, 2), keepdims=True)
+        span = tiles.max(axis=(1, 2), keepdims=True) - lo
+        tiles = np.where(span > 0, (tiles - lo) / np.where(span > 0, span, 1), 0.0)
+    cols = math.ceil(math.sqrt(n * tiles.shape[1] / tiles.shape[2]))
+    values, index = mosaic(tiles, cols)
+    channel = np.where(index >= 0, order[np.clip(index, 0, None)], -1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            customdata=channel,
+            colorscale=colorscale,
+            hovertemplate="channel %{customdata}<br>value %{z:.3g}<extra></extra>",
+            colorbar=dict(title="activation" if shared_scale else "per-map<br>0..1", thickness=12),
+        )
+    )
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", constrain="domain")
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=640, plot_bgcolor="white")
+    return fig
+
+
+def heatmap(values: np.ndarray, title: str = "", colorscale: str = "Viridis", zmid: float | None = None) -> go.Figure:
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            colorscale=colorscale,
+            zmid=zmid,
+            hovertemplate="x %{x}, y %{y}<br>%{z:.4g}<extra></extra>",
+            colorbar=dict(thickness=12),
+        )
+    )
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_xaxes(constrain="domain")
+    fig.update_layout(title=title, margin=dict(l=0, r=0, t=40 if title else 10, b=0), height=420)
+    return fig
+
+
+def colorize(values: np.ndarray, colorscale: str = "Jet") -> np.ndarray:
+    """Map [H, W] values to uint8 RGB with a Plotly colour scale (min..max stretched)."""
+    v = np.asarray(values, dtype=np.float64)
+    lo, hi = np.nanmin(v), np.nanmax(v)
+    t = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+    lut = np.array(
+        [[int(c) for c in s[4:-1].split(",")] for s in sample_colorscale(colorscale, np.linspace(0, 1, 256))],
+        dtype=np.uint8,
+    )
+    return lut[np.clip((t * 255).round().astype(int), 0, 255)]
+
+
+def resize_nearest(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a 2-D map, so a 14x14 map lines up with a 224 px image."""
+    h, w = values.shape
+    ys = (np.arange(shape[0]) * h / shape[0]).astype(int)
+    xs = (np.arange(shape[1]) * w / shape[1]).astype(int)
+    return values[ys][:, xs]
+
+
+def overlay(image: np.ndarray, values: np.ndarray, opacity: float = 0.5, colorscale: str = "Jet") -> np.ndarray:
+    """Blend a coloured map over an RGB uint8 image of the same or a coarser grid."""
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    coloured = colorize(resize_nearest(values, rgb.shape[:2]), colorscale)
+    return (rgb * (1 - opacity) + coloured * opacity).round().astype(np.uint8)
+
+
+def rgb_figure(image: np.ndarray, title: str = "", height: int = 420) -> go.Figure:
+    """An RGB (or grey) uint8 image as a figure with pixel hover."""
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    fig = go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<extra></extra>"))
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(title=title, margin=dict(l=0, r=0, t=40 if title else 10, b=0), height=height)
+    return fig
+
+
+def filter_grid(filters: np.ndarray, upscale: int = 8) -> go.Figure:
+    """First-layer filters [N, k, k, C] in 0..1 as a grid of small pictures."""
+    n, k, _, c = filters.shape
+    cols = math.ceil(math.sqrt(n))
+    big = np.kron(filters, np.ones((1, upscale, upscale, 1)))
+    canvas = np.ones((math.ceil(n / cols) * (k * upscale + 2), cols * (k * upscale + 2), 3))
+    for i in range(n):
+        r, col = divmod(i, cols)
+        y, x = r * (k * upscale + 2), col * (k * upscale + 2)
+        canvas[y : y + k * upscale, x : x + k * upscale] = big[i] if c == 3 else big[i, ..., :1]
+    fig = go.Figure(go.Image(z=(canvas * 255).astype(np.uint8), hoverinfo="skip"))
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520)
+    return fig
+
+
+def kernel_grid(kernels: np.ndarray) -> go.Figure:
+    """One filter's kernels [in, k, k] with a diverging scale centred on zero."""
+    cols = math.ceil(math.sqrt(len(kernels)))
+    values, index = mosaic(kernels, cols)
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            customdata=index,
+            colorscale="RdBu",
+            zmid=0,
+            hovertemplate="input channel %{customdata}<br>weight %{z:.4f}<extra></extra>",
+            colorbar=dict(title="weight", thickness=12),
+        )
+    )
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", constrain="domain")
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520, plot_bgcolor="white")
+    return fig

@@ -1,0 +1,68 @@
+"""Feature maps of any layer: the whole grid, then one channel large and overlaid."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import cache, figures
+from pages import common
+
+sel = common.selection()
+model = sel.model
+st.title("Activations")
+st.caption(
+    "Each filter of a layer produces one feature map: bright where the filter found its pattern. "
+    "Early layers respond to edges and colours, deeper layers to parts of objects."
+)
+
+names = [r.name for r in model.layers]
+default = next((r.name for r in model.layers if r.kind == "relu"), names[0])
+layer = st.selectbox("Layer", names, index=names.index(default), key=f"act_layer_{sel.model_name}")
+row = model.layer(layer)
+outputs = cache.layer_outputs(sel.model_name, sel.input_key, sel.x)
+maps = outputs[layer].astype(np.float32)
+
+if not row.spatial:
+    st.markdown(f"**{layer}** is a {row.type} layer with {maps.size} values (no spatial layout).")
+    order = np.argsort(maps)[::-1][:20]
+    st.bar_chart({"value": {f"unit {i}": float(maps[i]) for i in order}}, horizontal=True)
+    if row.name == model.layers[-1].name:
+        st.caption("These are the class scores (logits): " + ", ".join(model.labels[i] for i in order[:5]) + " …")
+    else:
+        st.caption("The 20 most active units of this layer.")
+    st.stop()
+
+c, h, w = maps.shape
+st.markdown(
+    f"**{layer}** ({row.type}): {c} feature maps of {h}×{w}; each unit sees "
+    f"{row.rf}×{row.rf} input pixels, {row.rf_stride} pixels apart."
+)
+c1, c2, c3 = st.columns(3)
+sort_by = c1.selectbox("Order channels by", ["channel number", "mean activation", "max activation"])
+scale = c2.radio("Colour scale", ["shared", "per map"], horizontal=True, help="Per map stretches weak maps.")
+colorscale = c3.selectbox("Colours", ["Viridis", "Greys_r", "Inferno", "RdBu_r"])
+order = np.arange(c)
+if sort_by == "mean activation":
+    order = np.argsort(maps.mean(axis=(1, 2)))[::-1]
+elif sort_by == "max activation":
+    order = np.argsort(maps.max(axis=(1, 2)))[::-1]
+st.plotly_chart(
+    figures.feature_grid(maps, order, shared_scale=scale == "shared", colorscale=colorscale), width="stretch"
+)
+st.caption("Tiles run left to right, top to bottom in the chosen order; hover a tile to see its channel number.")
+
+st.subheader("One channel up close")
+channel = st.number_input("Channel", 0, c - 1, int(order[0]), key=f"act_channel_{sel.model_name}_{layer}")
+fmap = maps[channel]
+base = np.asarray(common.model_input_rgb(sel))
+left, right = st.columns(2)
+left.plotly_chart(figures.heatmap(fmap, f"{layer}, channel {channel}", colorscale), width="stretch")
+opacity = right.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
+right.plotly_chart(
+    figures.rgb_figure(figures.overlay(base, fmap, opacity), "over the network's input"), width="stretch"
+)
+st.caption(
+    f"mean {fmap.mean():.3g}, max {fmap.max():.3g}, {100 * (fmap > 0).mean():.0f}% of units above zero. "
+    "The overlay stretches the map to the image, so each cell covers the pixels it is centred on."
+)

@@ -1,0 +1,75 @@
+"""What every page shares: the current selection (model, image, model input).
+
+The sidebar widgets live in streamlit_app.py and store their values in
+session state; `selection()` turns them into a validated, cached model input,
+so every page sees the same image and no page handles raw uploads itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+from PIL import Image
+
+from app import cache
+from app.errors import LensError
+from app.images import image_key, load_image
+from app.models import LoadedModel, PreprocessStep
+
+
+@dataclass(frozen=True)
+class Selection:
+    model_name: str
+    model: LoadedModel
+    image: Image.Image
+    steps: list[PreprocessStep]
+    x: torch.Tensor
+    input_key: str  # hash of image bytes + model + intake: the cache key of every analysis
+
+    def analysis(self, func: str, progress=None, **params):
+        return cache.analysis(func, self.model_name, self.input_key, self.x, progress=progress, **params)
+
+    def logits(self):
+        return cache.logits(self.model_name, self.input_key, self.x)
+
+
+@st.cache_data(max_entries=64, ttl=3600, show_spinner=False)
+def _decode(data: bytes) -> Image.Image:
+    return load_image(data)
+
+
+def current_model() -> tuple[str, LoadedModel]:
+    name = st.session_state.get("model_name", "vgg16")
+    loaded, warning = cache.model(name)
+    if warning:
+        st.warning(f"**Pretrained weights unavailable — showing an untrained {loaded.title}.** {warning}", icon="⚠️")
+    return name, loaded
+
+
+def selection() -> Selection:
+    """The current model and image; stops the page with a hint when no image is chosen."""
+    name, model = current_model()
+    data: bytes | None = st.session_state.get("image_bytes")
+    if not data:
+        st.info("Choose an image in the sidebar: a sample, your own upload, or a camera shot.", icon="👈")
+        st.stop()
+    try:
+        image = _decode(data)
+    except LensError as exc:
+        st.error(str(exc), icon="🚫")
+        st.stop()
+    steps = model.preprocess_steps(image)
+    x = model.to_tensor(steps[-1].image)
+    key = f"{image_key(data)}:{name}"
+    return Selection(name, model, image, steps, x, key)
+
+
+def model_input_rgb(sel: Selection) -> Image.Image:
+    """The picture the network actually sees (after resize/crop), for overlays."""
+    return sel.steps[-1].image.convert("RGB")
+
+
+def show_lens_error(exc: LensError) -> None:
+    st.error(str(exc), icon="🚫")

@@ -1,0 +1,69 @@
+"""Prediction, pre-processing steps and the architecture table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import figures
+from app.layers import describe_rf, total_params
+from pages import common
+
+sel = common.selection()
+model = sel.model
+
+st.title(f"What does {model.title} see?")
+badge = "✅ trained" if model.trained else "⚠️ untrained — predictions are meaningless"
+st.caption(f"Weights: {model.weights} · {badge} · running on {model.device.type.upper()}")
+
+left, right = st.columns([3, 2], gap="large")
+with right:
+    logits = sel.logits()
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    top = np.argsort(probs)[::-1][:5]
+    pairs = [(model.labels[i], float(probs[i])) for i in top]
+    st.subheader("Prediction")
+    st.markdown(f"Top-1: **{pairs[0][0]}** ({pairs[0][1]:.1%})")
+    st.plotly_chart(figures.top_k_bar(pairs, title="Top-5 softmax probabilities"), width="stretch")
+    st.caption(
+        "The last layer gives one score (logit) per class. Softmax turns the scores into "
+        "probabilities that add up to 1; the bars show the five largest."
+    )
+
+with left:
+    st.subheader("Pre-processing: from your image to the network's input")
+    cols = st.columns(len(sel.steps) + 1)
+    for col, step in zip(cols, sel.steps, strict=False):
+        col.image(step.image, caption=f"{step.name}: {step.detail}", width="stretch")
+    x = sel.x[0].numpy()
+    mean = ", ".join(f"{m:.3f}" for m in model.mean)
+    std = ", ".join(f"{s:.3f}" for s in model.std)
+    cols[-1].markdown(
+        f"**normalise**: (pixel/255 − mean) / std\n\nmean = ({mean})\n\nstd = ({std})\n\n"
+        f"tensor {tuple(sel.x.shape)}, values {x.min():.2f} … {x.max():.2f}"
+    )
+    st.caption(
+        "The network was trained on images prepared exactly this way, so every new image must go "
+        "through the same steps: the same size, and pixel values centred the same way."
+    )
+
+st.subheader("Architecture")
+rows = [
+    {
+        "layer": r.name,
+        "type": r.type,
+        "output shape": " × ".join(map(str, r.out_shape)),
+        "parameters": r.params,
+        "receptive field": describe_rf(r, model.input_size),
+        "stride at input": r.rf_stride if r.rf_stride is not None else "–",
+    }
+    for r in model.layers
+]
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=420)
+st.caption(
+    f"{len(rows)} layers, {total_params(model.layers):,} parameters. The receptive field is the patch of "
+    "input pixels one output unit can see; it grows with every convolution and pooling layer. "
+    "The stride at the input is how many pixels apart two neighbouring units look."
+)

@@ -1,0 +1,54 @@
+"""CNN Lens entry point: navigation and the sidebar (model + image picker).
+
+Run with `streamlit run streamlit_app.py` (or `make run`). The sidebar is
+built here so its choices persist while the user moves between pages.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from app.samples import sample_bytes, samples
+
+from app.models import MODEL_NAMES
+
+st.set_page_config(page_title="CNN Lens", page_icon="🔬", layout="wide")
+
+PAGES = [
+    st.Page("pages/prediction.py", title="Prediction & architecture", icon="🎯", default=True),
+    st.Page("pages/activations.py", title="Activations", icon="🗺️"),
+    st.Page("pages/filters.py", title="Filters", icon="🧩"),
+]
+
+
+def _image_picker(model_name: str) -> None:
+    """Store the chosen image's bytes in session state (never on disk)."""
+    source = st.sidebar.radio("Image", ["Sample", "Upload", "Camera"], horizontal=True, key="image_source")
+    data: bytes | None = None
+    if source == "Sample":
+        options = samples(model_name)
+        chosen = st.sidebar.selectbox(
+            "Sample image", options, format_func=lambda s: s.caption, key=f"sample_{model_name}"
+        )
+        data = sample_bytes(chosen) if chosen else None
+    elif source == "Upload":
+        upload = st.sidebar.file_uploader(
+            "Upload an image",
+            type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],
+            help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF, up to 20 MB.",
+        )
+        data = upload.getvalue() if upload else None
+    else:
+        shot = st.sidebar.camera_input("Take a picture")
+        data = shot.getvalue() if shot else None
+    st.session_state["image_bytes"] = data
+
+
+def main() -> None:
+    st.sidebar.title("🔬 CNN Lens")
+    model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key="model_name")
+    _image_picker(model_name)
+    st.sidebar.caption("Images stay in memory for your session only; nothing is saved.")
+    st.navigation(PAGES).run()
+
+
+main()

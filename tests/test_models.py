@@ -1,0 +1,104 @@
+"""Model registry: weight loading paths, pre-processing and the shipped Fashion CNN."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+from app.datasets import load_fashion_mnist
+from app.errors import WeightsUnavailableError
+from app.models import FASHION_WEIGHTS, VGG_ENV, get_model, get_model_or_untrained
+from models.train_fashion import evaluate
+from tests.conftest import photo
+
+
+def test_vgg_preprocess_matches_torchvision_transforms(vgg):
+    img = photo((400, 300))
+    expected = torchvision.models.VGG16_Weights.IMAGENET1K_V1.transforms()(img).unsqueeze(0)
+    torch.testing.assert_close(vgg.preprocess(img), expected, atol=1e-5, rtol=0)
+
+
+def test_fashion_preprocess_is_grey_28_normalised(fashion):
+    x = fashion.preprocess(photo((56, 56)))
+    assert x.shape == (1, 1, 28, 28)
+    grey = fashion.preprocess_steps(photo((56, 56)))[-1].image
+    assert grey.mode == "L" and grey.size == (28, 28)
+    assert torch.allclose(
+        fashion.denormalise(x)[0] * 255, torch.tensor(list(grey.getdata()), dtype=torch.float32).view(28, 28), atol=1e-3
+    )
+
+
+def test_vgg_state_dict_file_round_trip(tmp_path, vgg):
+    path = tmp_path / "vgg16.pth"
+    torch.save(vgg.module.state_dict(), path)
+    loaded = get_model("vgg16", weights=path)
+    assert loaded.trained and "vgg16.pth" in loaded.weights
+    x = vgg.preprocess(photo())
+    torch.testing.assert_close(loaded.logits(x, "fp32"), vgg.logits(x, "fp32"))
+
+
+def test_vgg_weights_env_var_is_used_for_default(tmp_path, monkeypatch, vgg):
+    path = tmp_path / "from_env.pth"
+    torch.save(vgg.module.state_dict(), path)
+    monkeypatch.setenv(VGG_ENV, str(path))
+    assert get_model("vgg16").weights == "file from_env.pth"
+
+
+def test_bad_weight_files_raise_typed_errors(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsUnavailableError):
+        get_model("vgg16", weights=junk)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(WeightsUnavailableError):
+        get_model("vgg16", weights=wrong)
+    with pytest.raises(WeightsUnavailableError):
+        get_model("fashion_cnn", weights=tmp_path / "missing.pt")
+
+
+def test_failed_download_falls_back_to_untrained(monkeypatch):
+    real = torchvision.models.vgg16
+
+    def offline(*, weights=None, progress=True):
+        if weights is not None:
+            raise urllib.error.URLError("Name or service not known")
+        return real(weights=None)
+
+    monkeypatch.delenv(VGG_ENV, raising=False)
+    monkeypatch.setattr(torchvision.models, "vgg16", offline)
+    with pytest.raises(WeightsUnavailableError, match="make weights"):
+        get_model("vgg16")
+    model, warning = get_model_or_untrained("vgg16")
+    assert not model.trained and "untrained" in model.weights
+    assert "Name or service not known" in warning
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model"):
+        get_model("resnet")
+
+
+def test_relus_are_not_inplace_and_module_in_eval(vgg, fashion):
+    for model in (vgg, fashion):
+        assert not model.module.training
+        assert all(not m.inplace for m in model.module.modules() if isinstance(m, torch.nn.ReLU))
+
+
+def test_top_k_probabilities(fashion):
+    top = fashion.top_k(fashion.preprocess(photo((28, 28))), k=10)
+    assert len(top) == 10 and abs(sum(p for _, p in top) - 1) < 1e-4
+    assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
+
+
+@pytest.mark.slow
+def test_committed_fashion_weights_reach_target_accuracy(fashion):
+    images, labels = load_fashion_mnist("test")
+    accuracy = evaluate(fashion.module, images, labels)
+    recorded = json.loads(FASHION_WEIGHTS.with_suffix(".json").read_text())
+    assert accuracy >= 0.925
+    assert accuracy == pytest.approx(recorded["test_accuracy"], abs=2e-3)
