@@ -4,8 +4,8 @@
 - Per-image results: keyed by `input_key` (hash of the image bytes + how it was
   turned into the model input) and the analysis parameters, so moving a widget
   that only changes the display never recomputes a forward pass. The input tensor
-  itself is passed as an unhashed argument (leading underscore): it is a pure
-  function of the key.
+  is not hashed: it is a pure function of the key. Analyses that report progress
+  go through `ResultStore` (see app/lru.py for why not st.cache_data).
 Sizes are bounded (max_entries / ttl) so a class of 30 cannot exhaust memory.
 """
 
@@ -21,6 +21,7 @@ import streamlit as st
 import torch
 
 from app.activations import activations
+from app.lru import ResultStore
 from app.models import LoadedModel, get_model_or_untrained
 
 Progress = Callable[[int, int], None]
@@ -51,21 +52,22 @@ def _resolve(path: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
-@st.cache_data(max_entries=128, ttl=3600, show_spinner=False)
-def _analysis(
-    func: str, model_name: str, input_key: str, params: tuple[tuple[str, Any], ...], _x: torch.Tensor, _progress: Any
-) -> Any:
-    fn = _resolve(func)
-    kwargs = dict(params)
-    if _progress is not None and "progress" in inspect.signature(fn).parameters:
-        kwargs["progress"] = _progress
-    return fn(model(model_name)[0], _x, **kwargs)
+@st.cache_resource
+def _results() -> ResultStore:
+    """One bounded result store per process, shared by all sessions (keys include the image hash)."""
+    return ResultStore(max_entries=128, ttl=3600)
 
 
 def analysis(func: str, model_name: str, input_key: str, x: torch.Tensor, progress: Progress | None = None, **params):
-    """Run `app.module:function(model, x, **params)` once per (image, params), then serve it cached.
+    """Run `app.module:function(model, x, **params)` once per (image, params), then serve it from memory.
 
-    Parameters must be hashable plain values (numbers, strings, tuples); the result
-    must be picklable (NumPy arrays, dataclasses of them).
+    Parameters must be hashable plain values (numbers, strings, tuples). The result is
+    shared between sessions that ask for the same thing: treat it as read-only.
+    `progress(done, total)` is passed to functions that accept it.
     """
-    return _analysis(func, model_name, input_key, tuple(sorted(params.items())), x, progress)
+    fn = _resolve(func)
+    kwargs = dict(params)
+    if progress is not None and "progress" in inspect.signature(fn).parameters:
+        kwargs["progress"] = progress
+    key = (func, model_name, input_key, tuple(sorted(params.items())))
+    return _results().get_or_compute(key, lambda: fn(model(model_name)[0], x, **kwargs))

@@ -1,0 +1,47 @@
+"""The foundation pages render for both models with a sample image, without exceptions."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.apptest import open_page, plotly_charts
+
+MODELS = ["fashion_cnn", "vgg16"]
+
+
+def _select(at, label):
+    return next(s for s in at.selectbox if s.label == label)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_prediction_page(model_name):
+    at = open_page(model_name)
+    assert "What does" in at.title[0].value
+    assert any("Top-1" in m.value for m in at.markdown)
+    assert len(plotly_charts(at)) == 1
+    table = at.dataframe[0].value
+    assert {"layer", "type", "output shape", "parameters", "receptive field", "stride at input"} <= set(table.columns)
+    if model_name == "vgg16":
+        assert table.set_index("layer").loc["conv5_3", "receptive field"] == "196x196"
+        assert any("untrained" in w.value for w in at.warning) or "ImageNet" in at.caption[0].value
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_activations_page_grid_and_channel(model_name):
+    at = open_page(model_name, "pages/activations.py")
+    assert at.title[0].value == "Activations"
+    assert len(plotly_charts(at)) == 3  # grid, channel heatmap, overlay
+    _select(at, "Order channels by").set_value("max activation").run()
+    assert not at.exception
+    layer_select = _select(at, "Layer")
+    last = layer_select.options[-1]
+    layer_select.set_value(last).run()
+    assert not at.exception and len(plotly_charts(at)) == 0  # a vector layer: bar chart, no grid
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_filters_page(model_name):
+    at = open_page(model_name, "pages/filters.py")
+    assert at.title[0].value == "Filters"
+    assert len(plotly_charts(at)) == 2
+    assert not at.exception
