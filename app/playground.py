@@ -38,20 +38,24 @@ KERNELS: dict[str, tuple[tuple[float, float, float], ...]] = {
 
 def _t(x: np.ndarray) -> torch.Tensor:
     """[H, W] or [C, H, W] array → float32 [1, C, H, W] tensor."""
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    t = torch.tensor(np.asarray(x, dtype=np.float32))
     return t.reshape(1, -1, *t.shape[-2:])
 
 
-def grey_array(img: Image.Image, max_side: int = 128) -> np.ndarray:
+def grey_array(img: Image.Image, max_side: int = 128, min_side: int = 8) -> np.ndarray:
     """The picture as 0-255 grey values [H, W], shrunk so the longest side is at most max_side.
 
     A full-size photo would make every map too large to read and slow to redraw;
-    128 px keeps edges visible while staying instant.
+    128 px keeps edges visible while staying instant. A picture thinner than min_side
+    is enlarged (nearest neighbour) so an 8x8 crop and a 3x3 kernel always fit.
     """
     grey = img.convert("L")
     if max(grey.size) > max_side:
         grey = grey.copy()
         grey.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    if min(grey.size) < min_side:
+        scale = min_side / min(grey.size)
+        grey = grey.resize((round(grey.width * scale), round(grey.height * scale)), Image.Resampling.NEAREST)
     return np.asarray(grey, dtype=np.float32)
 
 
@@ -67,7 +71,7 @@ def convolve(x: np.ndarray, kernel: np.ndarray | list[list[float]], padding: int
 
     padding=0 ("valid") shrinks the map by k-1; padding=(k-1)//2 with zeros keeps its size.
     """
-    k = torch.as_tensor(np.asarray(kernel, dtype=np.float32)).reshape(1, 1, *np.shape(kernel))
+    k = torch.tensor(np.asarray(kernel, dtype=np.float32)).reshape(1, 1, *np.shape(kernel))
     return F.conv2d(_t(x), k, padding=padding, stride=stride)[0, 0].numpy()
 
 
@@ -84,7 +88,7 @@ def feature_stack(x: np.ndarray, kernels: dict[str, tuple] | None = None, paddin
 
 def relu(x: np.ndarray) -> np.ndarray:
     """max(0, x) elementwise: negative responses become 0, positive ones pass unchanged."""
-    return F.relu(torch.as_tensor(np.asarray(x, dtype=np.float32))).numpy()
+    return F.relu(torch.tensor(np.asarray(x, dtype=np.float32))).numpy()
 
 
 def pool(x: np.ndarray, kind: PoolKind, window: int = 2, stride: int = 2) -> np.ndarray:
@@ -169,7 +173,7 @@ def normalisation(pixels: np.ndarray, mean: float, std: float, bins: int = 32) -
     computed with torch.histc; the shapes of the three histograms are identical
     because both steps are linear, only the axis moves.
     """
-    raw = torch.as_tensor(np.asarray(pixels, dtype=np.float32))
+    raw = torch.tensor(np.asarray(pixels, dtype=np.float32))
     scaled = raw / 255
     standard = (scaled - mean) / std
     stages = {
