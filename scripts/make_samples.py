@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFilter
 OUT = Path(__file__).resolve().parent.parent / "assets" / "samples"
 SCALE = 10  # drawing resolution per Fashion-MNIST pixel
 Points = Sequence[tuple[float, float]]
+Colour = int | tuple[int, int, int]
 
 
 class Canvas:
@@ -32,19 +33,19 @@ class Canvas:
         self.image = Image.new(mode, (units * SCALE, units * SCALE), background)
         self.draw = ImageDraw.Draw(self.image)
 
-    def poly(self, points: Points, fill: int | tuple[int, int, int]) -> None:
+    def poly(self, points: Points, fill: Colour) -> None:
         self.draw.polygon([(x * SCALE, y * SCALE) for x, y in points], fill=fill)
 
-    def rect(self, x0: float, y0: float, x1: float, y1: float, fill: int | tuple[int, int, int]) -> None:
+    def rect(self, x0: float, y0: float, x1: float, y1: float, fill: Colour) -> None:
         self.draw.rectangle((x0 * SCALE, y0 * SCALE, x1 * SCALE - 1, y1 * SCALE - 1), fill=fill)
 
-    def ellipse(self, x0: float, y0: float, x1: float, y1: float, fill: int | tuple[int, int, int]) -> None:
+    def ellipse(self, x0: float, y0: float, x1: float, y1: float, fill: Colour) -> None:
         self.draw.ellipse((x0 * SCALE, y0 * SCALE, x1 * SCALE, y1 * SCALE), fill=fill)
 
-    def line(self, points: Points, fill: int | tuple[int, int, int], width: float) -> None:
+    def line(self, points: Points, fill: Colour, width: float) -> None:
         self.draw.line([(x * SCALE, y * SCALE) for x, y in points], fill=fill, width=round(width * SCALE))
 
-    def arc(self, box: tuple[float, float, float, float], start: float, end: float, fill: int, width: float) -> None:
+    def arc(self, box: tuple[float, float, float, float], start: float, end: float, fill: Colour, width: float) -> None:
         self.draw.arc([v * SCALE for v in box], start, end, fill=fill, width=round(width * SCALE))
 
 
@@ -52,11 +53,11 @@ class Canvas:
 
 
 def tshirt(c: Canvas) -> None:
-    body = [(9, 3), (12, 4.5), (16, 4.5), (19, 3), (25, 6), (27, 11), (21.5, 12.5), (21.5, 26), (6.5, 26), (6.5, 12.5),
-            (1, 11), (3, 6)]  # fmt: skip
-    c.poly(body, 170)
-    c.poly([(12, 4.5), (14, 7), (16, 4.5)], 0)  # neckline
-    c.rect(6.5, 24.5, 21.5, 26, 150)  # hem
+    body = [(8.5, 2), (11.5, 3), (16.5, 3), (19.5, 2), (25, 4), (27.5, 9.5), (22, 11), (22, 26), (6, 26), (6, 11),
+            (0.5, 9.5), (3, 4)]  # fmt: skip
+    c.poly(body, 190)
+    c.ellipse(11.5, 1, 16.5, 4, 0)  # round neckline
+    c.rect(6, 24.5, 22, 26, 165)  # hem
 
 
 def trouser(c: Canvas) -> None:
@@ -72,11 +73,10 @@ def dress(c: Canvas) -> None:
 
 
 def sneaker(c: Canvas) -> None:
-    upper = [(1, 18), (3, 15.5), (9, 14), (14, 11), (17, 9), (22, 8.5), (26, 9), (27, 13), (27, 19), (1, 19)]
-    c.poly(upper, 165)
-    c.rect(0.5, 18.5, 27.5, 21, 215)  # sole
-    c.line([(12, 12.5), (17, 15), (22, 14)], 90, 0.5)  # laces edge
-    c.poly([(22, 8.5), (26, 9), (27, 13), (24, 12)], 120)  # heel collar
+    upper = [(1, 17.5), (2.5, 15), (8, 13.5), (13, 11), (16, 10), (27, 10), (27.5, 12), (27.5, 18), (1, 18)]
+    c.poly(upper, 160)
+    c.rect(0.5, 17.5, 27.5, 19.5, 210)  # sole
+    c.line([(11, 12), (15, 14), (19, 13)], 95, 0.5)  # laces edge
 
 
 def ankle_boot(c: Canvas) -> None:
@@ -120,22 +120,22 @@ CHARCOAL, RUBBER = (48, 46, 44), (205, 200, 190)
 
 
 def photo_tshirt(c: Canvas) -> None:
-    tshirt_outline = [(9, 3), (12, 4.5), (16, 4.5), (19, 3), (25, 6), (27, 11), (21.5, 12.5), (21.5, 26), (6.5, 26),
-                      (6.5, 12.5), (1, 11), (3, 6)]  # fmt: skip
-    c.poly(tshirt_outline, NAVY)
-    c.poly([(12, 4.5), (14, 7), (16, 4.5)], (255, 255, 255))
-    c.line([(11.5, 4.4), (14, 7.2), (16.5, 4.4)], SHADE, 0.5)  # collar rib
-    c.line([(6.5, 12.5), (6.5, 26)], SHADE, 0.4)  # side seams
-    c.line([(21.5, 12.5), (21.5, 26)], SHADE, 0.4)
-    c.rect(6.5, 25, 21.5, 26, SHADE)  # hem
+    body = [(8.5, 2), (11.5, 3), (16.5, 3), (19.5, 2), (25, 4), (27.5, 9.5), (22, 11), (22, 26), (6, 26), (6, 11),
+            (0.5, 9.5), (3, 4)]  # fmt: skip
+    c.poly(body, NAVY)
+    c.ellipse(11.5, 1, 16.5, 4, (255, 255, 255))
+    c.arc((11.3, 0.8, 16.7, 4.2), 0, 180, SHADE, 0.5)  # collar rib
+    c.line([(6, 11), (6, 26)], SHADE, 0.4)  # side seams
+    c.line([(22, 11), (22, 26)], SHADE, 0.4)
+    c.rect(6, 25, 22, 26, SHADE)  # hem
 
 
 def photo_sneaker(c: Canvas) -> None:
-    upper = [(1, 18), (3, 15.5), (9, 14), (14, 11), (17, 9), (22, 8.5), (26, 9), (27, 13), (27, 19), (1, 19)]
+    upper = [(1, 17.5), (2.5, 15), (8, 13.5), (13, 11), (16, 10), (27, 10), (27.5, 12), (27.5, 18), (1, 18)]
     c.poly(upper, CHARCOAL)
-    c.poly([(0.5, 18.5), (27.5, 18.5), (27.5, 21), (2, 21), (0.5, 20)], RUBBER)  # light sole, still darker than white
-    c.line([(12, 12.5), (17, 15), (22, 14)], (235, 235, 235), 0.4)  # white laces
-    c.line([(3, 17.5), (27, 17.5)], (90, 88, 85), 0.3)  # welt stitching
+    c.rect(0.5, 17.5, 27.5, 19.5, RUBBER)  # light sole, still darker than the white background
+    c.line([(11, 12), (15, 14), (19, 13)], (235, 235, 235), 0.4)  # white laces
+    c.line([(3, 16.8), (27, 16.8)], (90, 88, 85), 0.3)  # welt stitching
 
 
 PHOTOS: dict[str, tuple[str, Callable[[Canvas], None]]] = {
