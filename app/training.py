@@ -1,0 +1,276 @@
+"""Train a small Fashion-MNIST CNN while someone watches: live curves, a stop button, a queue.
+
+`train()` is the plain, synchronous loop (notebooks, tests): it reports a `Point`
+(loss and accuracy on the training chunk and on a held-out test subset) every
+`chunk` batches and checks a stop flag between batches, so stopping takes at most
+one batch. `start()` runs it in a background thread, which is what the page uses:
+the Streamlit script keeps redrawing the curves from `Run.history` while the
+thread trains.
+
+A server has few cores, so `Slots` caps how many trainings run at once (default:
+one per core, `$CNN_LENS_MAX_TRAININGS` overrides); a run that finds every slot
+taken waits in state "waiting" and the page says so. Every run builds its own
+network: the shipped weights and the shared models are never touched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.activations import activations
+from app.datasets import load_fashion_mnist
+from app.layers import layer_table, with_shapes
+from app.models import MODEL_NAMES, LoadedModel
+from models.fashion_cnn import CLASSES, MEAN, STD, FashionCNN
+
+Optimiser = Literal["SGD", "SGD + momentum", "Adam"]
+Outcome = Literal["finished", "stopped", "diverged"]
+OPTIMISERS: tuple[Optimiser, ...] = ("SGD", "SGD + momentum", "Adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run.
+
+    Defaults aim at about half a minute on two free cores: a network half the shipped
+    width, 6000 training images seen twice, a 500-image test subset for the test curve.
+    """
+
+    optimiser: Optimiser = "Adam"
+    lr: float = 1e-3
+    batch_norm: bool = True
+    dropout: bool = True
+    epochs: int = 2
+    train_size: int = 6000
+    test_size: int = 500
+    batch_size: int = 64
+    width: int = 8  # channels of the first block (the shipped model has 32)
+    chunk: int = 10  # batches between two points on the curves
+    seed: int = 0
+
+    def label(self) -> str:
+        parts = [self.optimiser, f"lr {self.lr:g}", "BN" if self.batch_norm else "no BN"]
+        parts += ["dropout" if self.dropout else "no dropout", f"{self.train_size} images × {self.epochs}"]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of the curves: metrics after `images` training images (epoch = images / train_size)."""
+
+    images: int
+    epoch: float
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """A fresh FashionCNN; without batch norm its BN layers are left out and the convs get a bias instead."""
+    torch.manual_seed(config.seed)
+    net = FashionCNN(width=config.width, dropout=0.3 if config.dropout else 0.0)
+    if not config.batch_norm:
+        layers = []
+        for m in net.features:
+            if isinstance(m, nn.BatchNorm2d):
+                continue
+            if isinstance(m, nn.Conv2d):
+                m = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, padding=m.padding)
+            layers.append(m)
+        net.features = nn.Sequential(*layers)
+    return net
+
+
+def _optimiser(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimiser == "Adam":
+        return torch.optim.Adam(params, lr=config.lr)
+    momentum = 0.9 if config.optimiser == "SGD + momentum" else 0.0
+    return torch.optim.SGD(params, lr=config.lr, momentum=momentum)
+
+
+def _normalise(images: torch.Tensor) -> torch.Tensor:
+    return (images.float()[:, None] / 255 - MEAN) / STD
+
+
+def _subset(split: str, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_fashion_mnist(split)
+    size = min(size, len(images))
+    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:size]
+    return _normalise(images[idx]), labels[idx]
+
+
+def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `net` in eval mode on normalised x."""
+    was_training = net.training
+    net.eval()
+    with torch.inference_mode():
+        logits = torch.cat([net(x[i : i + 500]) for i in range(0, len(x), 500)])
+    net.train(was_training)
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+def train(
+    config: TrainConfig,
+    on_point: Callable[[Point], None] | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[nn.Module, list[Point], Outcome]:
+    """Train a new network; returns (network in eval mode, curve points, outcome).
+
+    Mini-batch training on a seeded random subset of the training set; the test
+    subset (also seeded) is only evaluated, never trained on. Outcome "stopped":
+    `stop` was set; "diverged": the loss stopped being a finite number (learning
+    rate far too large), and the run ends with what was recorded so far.
+    """
+    x, y = _subset("train", config.train_size, config.seed)
+    test_x, test_y = _subset("test", config.test_size, config.seed + 1)
+    net = build_model(config).train()
+    opt = _optimiser(config, net.parameters())
+    gen = torch.Generator().manual_seed(config.seed)
+    batches = math.ceil(len(x) / config.batch_size)
+    history: list[Point] = []
+    seen, run_loss, run_correct, run_n = 0, 0.0, 0, 0
+    outcome: Outcome = "finished"
+    for _epoch in range(config.epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for b in range(batches):
+            if stop is not None and stop.is_set():
+                outcome = "stopped"
+                break
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            logits = net(x[idx])
+            loss = F.cross_entropy(logits, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            seen += len(idx)
+            run_loss += loss.item() * len(idx)
+            run_correct += (logits.argmax(1) == y[idx]).sum().item()
+            run_n += len(idx)
+            last = b == batches - 1
+            if (b + 1) % config.chunk == 0 or last or not math.isfinite(loss.item()):
+                test_loss, test_acc = evaluate(net, test_x, test_y)
+                point = Point(seen, seen / len(x), run_loss / run_n, run_correct / run_n, test_loss, test_acc)
+                history.append(point)
+                if on_point is not None:
+                    on_point(point)
+                run_loss, run_correct, run_n = 0.0, 0, 0
+                if not math.isfinite(point.train_loss):
+                    outcome = "diverged"
+                    break
+        if outcome != "finished":
+            break
+    return net.eval(), history, outcome
+
+
+class Slots:
+    """At most `limit` trainings at once; others wait their turn (first come, first served is not promised)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._sem = threading.BoundedSemaphore(self.limit)
+        self._lock = threading.Lock()
+        self.running = 0
+
+    def acquire(self, stop: threading.Event | None = None, poll: float = 0.2) -> bool:
+        """Wait for a free slot; False if `stop` was set while waiting."""
+        while not self._sem.acquire(timeout=poll):
+            if stop is not None and stop.is_set():
+                return False
+        with self._lock:
+            self.running += 1
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.running -= 1
+        self._sem.release()
+
+
+SLOTS = Slots(int(os.environ.get("CNN_LENS_MAX_TRAININGS", os.cpu_count() or 1)))
+
+State = Literal["waiting", "running", "stopped", "finished", "diverged", "failed"]
+
+
+@dataclass(eq=False)
+class Run:
+    """A training in a background thread; the page reads `state`, `history` and `progress()`."""
+
+    config: TrainConfig
+    state: State = "waiting"
+    history: list[Point] = field(default_factory=list)
+    net: nn.Module | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("waiting", "running")
+
+    def progress(self) -> float:
+        total = self.config.epochs * min(self.config.train_size, 60_000)
+        return min(1.0, self.history[-1].images / total) if self.history else 0.0
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+def _work(run: Run, slots: Slots) -> None:
+    if not slots.acquire(run.stop_event):
+        run.state = "stopped"
+        return
+    try:
+        run.state = "running"
+        start = time.perf_counter()
+        net, _, outcome = train(run.config, run.history.append, run.stop_event)
+        run.seconds = time.perf_counter() - start
+        run.net = net
+        run.state = outcome
+    except Exception as exc:  # the page shows it; the server thread must not die silently
+        run.error = f"{type(exc).__name__}: {exc}"
+        run.state = "failed"
+    finally:
+        slots.release()
+
+
+def start(config: TrainConfig, slots: Slots = SLOTS) -> Run:
+    """Start training in a daemon thread and return at once; poll the Run for progress."""
+    run = Run(config)
+    run.thread = threading.Thread(target=_work, args=(run, slots), daemon=True, name="cnn-lens-training")
+    run.thread.start()
+    return run
+
+
+def as_loaded_model(run: Run) -> LoadedModel:
+    """The run's network wrapped like the shipped Fashion model, so every page can analyse it.
+
+    Same name, labels, input size and normalisation as `get_model("fashion_cnn")`
+    (pages branch on the name), its own module and lock; the layer table is measured
+    on a blank input exactly as the registry does.
+    """
+    if run.net is None:
+        raise ValueError("this run has no trained network yet")
+    net = run.net.eval().to(memory_format=torch.channels_last)
+    title = f"{MODEL_NAMES['fashion_cnn']}, trained in this session"
+    origin = f"trained in this session ({run.config.label()})"
+    model = LoadedModel("fashion_cnn", title, net, CLASSES, 28, (MEAN,), (STD,), origin, True, torch.device("cpu"))
+    model.layers = layer_table(net)
+    shapes = {k: tuple(v.shape[1:]) for k, v in activations(model, torch.zeros(1, 1, 28, 28)).items()}
+    model.layers = with_shapes(model.layers, shapes)
+    return model
