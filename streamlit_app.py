@@ -7,16 +7,16 @@ built here so its choices persist while the user moves between pages.
 from __future__ import annotations
 
 import streamlit as st
-from app.samples import sample_bytes, samples
 
 from app.models import MODEL_NAMES
+from app.samples import sample_bytes, samples
 
-st.set_page_config(page_title="CNN Lens", page_icon="🔬", layout="wide")
+st.set_page_config(page_title="CNN Lens", page_icon=":material/biotech:", layout="wide")
 
 PAGES = [
-    st.Page("pages/prediction.py", title="Prediction & architecture", icon="🎯", default=True),
-    st.Page("pages/activations.py", title="Activations", icon="🗺️"),
-    st.Page("pages/filters.py", title="Filters", icon="🧩"),
+    st.Page("pages/prediction.py", title="Prediction & architecture", icon=":material/target:", default=True),
+    st.Page("pages/activations.py", title="Activations", icon=":material/grid_view:"),
+    st.Page("pages/filters.py", title="Filters", icon=":material/filter_alt:"),
 ]
 
 
@@ -44,7 +44,7 @@ def _image_picker(model_name: str) -> None:
 
 
 def main() -> None:
-    st.sidebar.title("🔬 CNN Lens")
+    st.sidebar.title(":material/biotech: CNN Lens")
     model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key="model_name")
     _image_picker(model_name)
     st.sidebar.caption("Images stay in memory for your session only; nothing is saved.")

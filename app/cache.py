@@ -33,12 +33,12 @@ def model(name: str) -> tuple[LoadedModel, str | None]:
     return get_model_or_untrained(name)
 
 
-@st.cache_data(max_entries=256, ttl=3600, show_spinner=False)
+@st.cache_data(max_entries=256, ttl=3600, show_spinner="Running the network on your image…")
 def logits(model_name: str, input_key: str, _x: torch.Tensor) -> np.ndarray:
     return model(model_name)[0].logits(_x)[0].numpy()
 
 
-@st.cache_resource(max_entries=6, ttl=1800, show_spinner=False)
+@st.cache_resource(max_entries=6, ttl=1800, show_spinner="Computing every layer's output…")
 def layer_outputs(model_name: str, input_key: str, _x: torch.Tensor) -> dict[str, np.ndarray]:
     """Every layer's output for one image, kept as float16 to halve memory (display only)."""
     out = activations(model(model_name)[0], _x)

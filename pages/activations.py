@@ -36,7 +36,7 @@ if not row.spatial:
 c, h, w = maps.shape
 st.markdown(
     f"**{layer}** ({row.type}): {c} feature maps of {h}×{w}; each unit sees "
-    f"{row.rf}×{row.rf} input pixels, {row.rf_stride} pixels apart."
+    f"{row.rf}×{row.rf} input pixels, and neighbouring units are {row.rf_stride} px apart in the input."
 )
 c1, c2, c3 = st.columns(3)
 sort_by = c1.selectbox("Order channels by", ["channel number", "mean activation", "max activation"])

@@ -44,7 +44,10 @@ def current_model() -> tuple[str, LoadedModel]:
     name = st.session_state.get("model_name", "vgg16")
     loaded, warning = cache.model(name)
     if warning:
-        st.warning(f"**Pretrained weights unavailable — showing an untrained {loaded.title}.** {warning}", icon="⚠️")
+        st.warning(
+            f"**Pretrained weights unavailable — showing an untrained {loaded.title}.** {warning}",
+            icon=":material/warning:",
+        )
     return name, loaded
 
 
@@ -53,12 +56,14 @@ def selection() -> Selection:
     name, model = current_model()
     data: bytes | None = st.session_state.get("image_bytes")
     if not data:
-        st.info("Choose an image in the sidebar: a sample, your own upload, or a camera shot.", icon="👈")
+        st.info(
+            "Choose an image in the sidebar: a sample, your own upload, or a camera shot.", icon=":material/arrow_back:"
+        )
         st.stop()
     try:
         image = _decode(data)
     except LensError as exc:
-        st.error(str(exc), icon="🚫")
+        st.error(str(exc), icon=":material/error:")
         st.stop()
     steps = model.preprocess_steps(image)
     x = model.to_tensor(steps[-1].image)
@@ -72,4 +77,4 @@ def model_input_rgb(sel: Selection) -> Image.Image:
 
 
 def show_lens_error(exc: LensError) -> None:
-    st.error(str(exc), icon="🚫")
+    st.error(str(exc), icon=":material/error:")

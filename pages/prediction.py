@@ -14,7 +14,7 @@ sel = common.selection()
 model = sel.model
 
 st.title(f"What does {model.title} see?")
-badge = "✅ trained" if model.trained else "⚠️ untrained — predictions are meaningless"
+badge = "trained" if model.trained else ":orange[**untrained — predictions are meaningless**]"
 st.caption(f"Weights: {model.weights} · {badge} · running on {model.device.type.upper()}")
 
 left, right = st.columns([3, 2], gap="large")
