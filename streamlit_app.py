@@ -10,6 +10,7 @@ import streamlit as st
 
 from app.models import MODEL_NAMES
 from app.samples import sample_bytes, samples
+from pages.common import INTAKE
 
 st.set_page_config(page_title="CNN Lens", page_icon=":material/biotech:", layout="wide")
 
@@ -47,6 +48,15 @@ def main() -> None:
     st.sidebar.title(":material/biotech: CNN Lens")
     model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key="model_name")
     _image_picker(model_name)
+    if model_name == "fashion_cnn":
+        st.sidebar.radio(
+            "How to read the image",
+            list(INTAKE),
+            format_func=INTAKE.get,
+            key="fashion_intake",
+            help="Fashion-MNIST images are small, light objects on black. A normal photo (dark object on a light "
+            "background) must first be converted the way Zalando made the data set.",
+        )
     st.sidebar.caption("Images stay in memory for your session only; nothing is saved.")
     st.navigation(PAGES).run()
 

@@ -15,8 +15,15 @@ from PIL import Image
 
 from app import cache
 from app.errors import LensError
+from app.fashion import fashion_input, looks_like_fashion_mnist
 from app.images import image_key, load_image
 from app.models import LoadedModel, PreprocessStep
+
+INTAKE = {
+    "auto": "Auto-detect",
+    "photo": "Photo: convert to Fashion-MNIST style",
+    "dataset": "Already Fashion-MNIST style",
+}
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,7 @@ class Selection:
     steps: list[PreprocessStep]
     x: torch.Tensor
     input_key: str  # hash of image bytes + model + intake: the cache key of every analysis
+    intake: str = ""  # Fashion model only: "photo" or "dataset"
 
     def analysis(self, func: str, progress=None, **params):
         return cache.analysis(func, self.model_name, self.input_key, self.x, progress=progress, **params)
@@ -65,10 +73,20 @@ def selection() -> Selection:
     except LensError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
-    steps = model.preprocess_steps(image)
-    x = model.to_tensor(steps[-1].image)
-    key = f"{image_key(data)}:{name}"
-    return Selection(name, model, image, steps, x, key)
+    intake = ""
+    try:
+        if name == "fashion_cnn":
+            intake = st.session_state.get("fashion_intake", "auto")
+            if intake == "auto":
+                intake = "dataset" if looks_like_fashion_mnist(image) else "photo"
+            steps, x = fashion_input(model, image, intake)
+        else:
+            steps = model.preprocess_steps(image)
+            x = model.to_tensor(steps[-1].image)
+    except LensError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+    return Selection(name, model, image, steps, x, f"{image_key(data)}:{name}:{intake}", intake)
 
 
 def model_input_rgb(sel: Selection) -> Image.Image:

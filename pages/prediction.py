@@ -44,6 +44,13 @@ with left:
         f"**normalise**: (pixel/255 − mean) / std\n\nmean = ({mean})\n\nstd = ({std})\n\n"
         f"tensor {tuple(sel.x.shape)}, values {x.min():.2f} … {x.max():.2f}"
     )
+    if sel.intake:
+        st.caption(
+            "Converted like Zalando made Fashion-MNIST: trim the background, shrink to 28 px, sharpen, "
+            "centre, invert, grey."
+            if sel.intake == "photo"
+            else "Read as an image already in Fashion-MNIST style (light object on black): greyscale and resize only."
+        )
     st.caption(
         "The network was trained on images prepared exactly this way, so every new image must go "
         "through the same steps: the same size, and pixel values centred the same way."
