@@ -64,7 +64,7 @@ rows = [
         "output shape": " × ".join(map(str, r.out_shape)),
         "parameters": r.params,
         "receptive field": describe_rf(r, model.input_size),
-        "stride at input": r.rf_stride if r.rf_stride is not None else "–",
+        "stride at input": str(r.rf_stride) if r.rf_stride is not None else "–",
     }
     for r in model.layers
 ]
