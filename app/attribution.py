@@ -1,0 +1,376 @@
+"""Which input pixels drive a score: saliency, guided backpropagation, Grad-CAM.
+
+Each map is one forward and one backward pass through the network. They run on
+this module's own copies of the model's fx graph, made from the graph that
+`app.activations` traced at model load (re-tracing is avoided because fx patches
+`nn.Module.__call__` process-wide while it traces, which would disturb other
+threads' forward passes). The copies call the very same layer objects, so no
+weights are duplicated, but no hook is ever registered on the shared module and
+nothing in it (ReLU flags, weights, `.grad`) changes. For guided backpropagation
+the copy's ReLU calls are replaced by `guided_relu`, a ReLU whose backward pass
+lets only positive gradient through. Passes run under `model.lock`, as every use
+of the shared layers must (another analysis may briefly hook them).
+
+Gradients are taken with `torch.autograd.grad` with respect to a fresh leaf copy
+of the input only, so parameters never accumulate `.grad`. The default precision
+is "exact" (fp32). bf16 autocast ("bf16", or "auto" where the CPU has it) is
+offered, but measured here it was not faster on VGG-16 (this CPU has
+AVX-512-BF16 but no AMX) and it reorders the small input gradients (see
+benchmarks/attribution.py); Grad-CAM, a coarse map of large activations,
+survives it almost unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from torch import fx, nn
+
+from app import precision as prec
+from app.activations import _extractor
+from app.models import LoadedModel
+
+Progress = Callable[[int, int], None]
+
+
+class _GuidedReLU(torch.autograd.Function):
+    """ReLU forward; backward zeroes the gradient where the input was <= 0 (as a
+    ReLU does) AND where the incoming gradient is negative (the "guided" part)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clamp(min=0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (out > 0)
+
+
+def guided_relu(x: torch.Tensor) -> torch.Tensor:
+    """ReLU whose backward pass is Springenberg et al.'s guided rule."""
+    return _GuidedReLU.apply(x)
+
+
+_RELU_FUNCTIONS = (F.relu, torch.relu)
+_graphs: weakref.WeakKeyDictionary[LoadedModel, dict[tuple[bool, str | None], fx.GraphModule]] = (
+    weakref.WeakKeyDictionary()
+)
+_graphs_lock = threading.Lock()
+
+
+def _graph(model: LoadedModel, guided: bool, upto: str | None = None) -> fx.GraphModule:
+    """A private graph of the model returning {layer name: output}.
+
+    upto: return only that layer and drop everything after it (a channel's
+    guided backprop needs no forward pass through the classifier).
+    guided: ReLU calls become `guided_relu`.
+    Built once per (model, guided, upto) and reused; GraphModules hold no
+    per-call state, so sharing them between threads is safe.
+    """
+    key = (guided, upto)
+    root = _extractor(model)  # takes model.lock: never while holding _graphs_lock (lock order)
+    with _graphs_lock:
+        cached = _graphs.setdefault(model, {})
+        if key in cached:
+            return cached[key]
+        graph = copy.deepcopy(root.eval_graph)
+        output = next(n for n in graph.nodes if n.op == "output")
+        if upto is not None:
+            nodes = output.args[0]
+            if upto not in nodes:
+                raise KeyError(f"{model.name} has no layer {upto!r}")
+            output.args = ({upto: nodes[upto]},)
+        if guided:
+            for node in list(graph.nodes):
+                is_relu_module = node.op == "call_module" and isinstance(root.get_submodule(node.target), nn.ReLU)
+                is_relu_function = node.op == "call_function" and node.target in _RELU_FUNCTIONS
+                if is_relu_module or is_relu_function:
+                    with graph.inserting_after(node):
+                        replacement = graph.call_function(guided_relu, (node.args[0],))
+                    node.replace_all_uses_with(replacement)
+                    graph.erase_node(node)
+        module = fx.GraphModule(root, graph)
+        module.graph.eliminate_dead_code()
+        module.recompile()
+        cached[key] = module
+        return module
+
+
+@contextlib.contextmanager
+def _grad_mode() -> Iterator[None]:
+    """Gradients on, even if the caller is inside no_grad or inference_mode."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def _leaf(model: LoadedModel, x: torch.Tensor, requires_grad: bool = True) -> torch.Tensor:
+    """A fresh fp32 leaf copy of x that gradients are taken with respect to (call it in _grad_mode)."""
+    leaf = x.detach().to(model.device, torch.float32, memory_format=torch.channels_last).clone()
+    return leaf.requires_grad_(requires_grad)
+
+
+def _logits_name(model: LoadedModel) -> str:
+    return model.layers[-1].name
+
+
+def _check_target(model: LoadedModel, target: int) -> int:
+    if not 0 <= int(target) < len(model.labels):
+        raise ValueError(f"target {target} is not a class index of {model.name} (0..{len(model.labels) - 1})")
+    return int(target)
+
+
+def _input_grad(
+    model: LoadedModel,
+    x: torch.Tensor,
+    guided: bool,
+    objective: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    upto: str | None,
+    precision: str,
+) -> torch.Tensor:
+    """d objective / d input, [N, C, H, W] fp32 on CPU."""
+    graph = _graph(model, guided, upto)
+    with model.lock, _grad_mode(), prec.autocast(model.device, precision):
+        leaf = _leaf(model, x)
+        score = objective(graph(leaf))
+        (grad,) = torch.autograd.grad(score, [leaf])
+    return grad.float().cpu()
+
+
+def _class_score(model: LoadedModel, target: int) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    # Summing over the batch gives each sample its own gradient: samples do not
+    # interact in an eval-mode network.
+    name = _logits_name(model)
+    return lambda outs: outs[name][:, target].float().sum()
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().float().cpu().numpy())
+
+
+def saliency(
+    model: LoadedModel,
+    x: torch.Tensor,
+    target: int,
+    smoothgrad_samples: int = 0,
+    noise: float = 0.15,
+    progress: Progress | None = None,
+    *,
+    seed: int = 0,
+    batch: int = 4,
+    precision: str = "exact",
+) -> np.ndarray:
+    """Simonyan et al.'s saliency map: |d score / d pixel|, max over colour channels. [H, W].
+
+    How much a tiny change of each pixel would change the class score (the logit,
+    not the softmax, so other classes do not leak in). With smoothgrad_samples > 0
+    this is SmoothGrad (Smilkov et al. 2017): the mean of |gradient| over copies of
+    x with Gaussian noise of std noise * (x.max() - x.min()) added, which removes
+    much of the speckle of a single gradient. The noise comes from a generator
+    seeded with `seed`, so the same call gives the same map (what caching needs).
+    progress(done, total) is called after each batch of noisy copies.
+    """
+    target = _check_target(model, target)
+    objective = _class_score(model, target)
+    if smoothgrad_samples <= 0:
+        grad = _input_grad(model, x, False, objective, None, precision)
+        return _numpy(grad[0].abs().amax(0))
+    x = x.detach().float().cpu()
+    sigma = noise * float(x.max() - x.min())
+    generator = torch.Generator().manual_seed(seed)
+    noises = torch.randn((smoothgrad_samples, *x.shape[1:]), generator=generator) * sigma
+    total = torch.zeros(x.shape[1:])
+    for start in range(0, smoothgrad_samples, batch):
+        chunk = x + noises[start : start + batch]
+        total += _input_grad(model, chunk, False, objective, None, precision).abs().sum(0)
+        if progress is not None:
+            progress(min(start + batch, smoothgrad_samples), smoothgrad_samples)
+    return _numpy((total / smoothgrad_samples).amax(0))
+
+
+def guided_backprop(
+    model: LoadedModel,
+    x: torch.Tensor,
+    target: int | None = None,
+    layer: str | None = None,
+    channel: int | None = None,
+    *,
+    precision: str = "exact",
+) -> np.ndarray:
+    """Springenberg et al.'s guided backpropagation: a signed gradient image [C, H, W].
+
+    The gradient of an objective with respect to the input, where every ReLU on
+    the way back passes only gradient that is positive AND flows into a unit that
+    was active. What survives are the input patterns that excite the objective,
+    which is why the maps look like sharp edges of the object.
+
+    Give exactly one of: `target` (objective = that class's logit), or `layer` and
+    `channel` (objective = the SUM of that channel's feature map at that layer,
+    i.e. the whole map, not one position; for a fully connected layer, the unit).
+    """
+    if target is not None and (layer is not None or channel is not None):
+        raise ValueError("give either target, or layer and channel, not both")
+    if target is not None:
+        target = _check_target(model, target)
+        grad = _input_grad(model, x, True, _class_score(model, target), None, precision)
+        return _numpy(grad[0])
+    if layer is None or channel is None:
+        raise ValueError("give either target, or layer and channel")
+    info = model.layer(layer)
+    if not 0 <= channel < info.out_shape[0]:
+        raise ValueError(f"{layer} has {info.out_shape[0]} channels; got channel {channel}")
+    grad = _input_grad(model, x, True, lambda outs: outs[layer][:, channel].float().sum(), layer, precision)
+    return _numpy(grad[0])
+
+
+def layer_output(model: LoadedModel, x: torch.Tensor, layer: str, *, precision: str = "exact") -> torch.Tensor:
+    """One layer's output [N, ...] fp32, running the network only up to that layer."""
+    graph = _graph(model, False, layer)
+    with model.lock, torch.inference_mode(), prec.autocast(model.device, precision):
+        out = graph(x.to(model.device, memory_format=torch.channels_last))[layer]
+    return out.float().cpu()
+
+
+def channel_strengths(model: LoadedModel, x: torch.Tensor, layer: str) -> np.ndarray:
+    """Mean activation of each channel of `layer` for this image, [channels]."""
+    out = layer_output(model, x, layer)[0]
+    return _numpy(out.flatten(1).mean(1) if out.dim() > 1 else out)
+
+
+def most_active_channel(model: LoadedModel, x: torch.Tensor, layer: str) -> int:
+    """The channel with the largest mean activation: the default unit to explain."""
+    return int(np.argmax(channel_strengths(model, x, layer)))
+
+
+def last_conv(model: LoadedModel) -> str:
+    """Name of the last convolution: Grad-CAM's usual layer (most semantic, still spatial)."""
+    return [row.name for row in model.layers if row.kind == "conv"][-1]
+
+
+def spatial_layers(model: LoadedModel) -> list[str]:
+    """Layers Grad-CAM can use: those whose output is still a [C, H, W] map."""
+    return [row.name for row in model.layers if row.spatial]
+
+
+def _cam_layer(model: LoadedModel, layer: str | None) -> str:
+    layer = layer or last_conv(model)
+    if not model.layer(layer).spatial:
+        raise ValueError(f"Grad-CAM needs a spatial layer; {layer} has output shape {model.layer(layer).out_shape}")
+    return layer
+
+
+def _plain_pass(
+    model: LoadedModel, x: torch.Tensor, target: int, layer: str, with_input: bool, precision: str
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """One forward/backward of the class score: (input gradient or None, Grad-CAM [1, 1, H, W])."""
+    graph = _graph(model, False, None)
+    with model.lock, _grad_mode(), prec.autocast(model.device, precision):
+        leaf = _leaf(model, x, requires_grad=with_input)
+        outs = graph(leaf)
+        act = outs[layer]
+        wrt = [act, leaf] if with_input else [act]
+        grads = torch.autograd.grad(outs[_logits_name(model)][:, target].float().sum(), wrt)
+    weights = grads[0].float().mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * act.detach().float()).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+    return (grads[1].float().cpu() if with_input else None), cam.cpu()
+
+
+def grad_cam(
+    model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None, *, precision: str = "exact"
+) -> np.ndarray:
+    """Selvaraju et al.'s Grad-CAM at `layer` (default: the last conv), [H, W] at input size.
+
+    Each channel of the layer is weighted by the mean gradient of the class score
+    over its map (how much the class wants more of that channel), the weighted
+    maps are summed, negative evidence is cut off (ReLU), and the coarse result is
+    upsampled bilinearly to the input size. Not normalised: values are comparable
+    between classes for the same image and layer.
+    """
+    _, cam = _plain_pass(model, x, _check_target(model, target), _cam_layer(model, layer), False, precision)
+    return _numpy(cam[0, 0])
+
+
+def guided_grad_cam(
+    model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None, *, precision: str = "exact"
+) -> np.ndarray:
+    """Guided Grad-CAM: guided backprop for the class times its Grad-CAM map, [C, H, W].
+
+    Grad-CAM says where the class evidence is (coarse, class-specific); guided
+    backprop says which fine edges matter (sharp, barely class-specific); the
+    product keeps the fine detail only where the class evidence is.
+    """
+    cam = grad_cam(model, x, target, layer, precision=precision)
+    return guided_backprop(model, x, target, precision=precision) * cam[None]
+
+
+def class_maps(
+    model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None, *, precision: str = "exact"
+) -> dict[str, np.ndarray]:
+    """All four class maps at once, for side-by-side comparison, in two passes instead of four.
+
+    {"saliency": [H, W], "guided backprop": [C, H, W], "Grad-CAM": [H, W],
+    "guided Grad-CAM": [C, H, W]}, equal to the single-method functions: saliency
+    and Grad-CAM come from the same plain backward pass, guided backprop from one
+    guided pass.
+    """
+    target = _check_target(model, target)
+    grad, cam = _plain_pass(model, x, target, _cam_layer(model, layer), True, precision)
+    guided = _input_grad(model, x, True, _class_score(model, target), None, precision)[0]
+    return {
+        "saliency": _numpy(grad[0].abs().amax(0)),
+        "guided backprop": _numpy(guided),
+        "Grad-CAM": _numpy(cam[0, 0]),
+        "guided Grad-CAM": _numpy(guided * cam[0]),
+    }
+
+
+# ---- turning maps into pictures -------------------------------------------------
+
+
+def unit_range(values: np.ndarray, percentile: float = 100.0) -> np.ndarray:
+    """Scale a map to 0..1: min -> 0, the given percentile -> 1 (higher values clip).
+
+    A percentile below 100 (e.g. 99) stops a handful of extreme gradients from
+    making the rest of a saliency map look black. A constant map becomes all 0.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    lo, hi = float(values.min()), float(np.percentile(values, percentile))
+    if hi <= lo:
+        return np.zeros_like(values)
+    return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
+
+
+def magnitude(grad: np.ndarray) -> np.ndarray:
+    """Grey magnitude map of a [C, H, W] gradient: |gradient| max over channels, [H, W]."""
+    return np.abs(grad).max(axis=0)
+
+
+def gradient_image(grad: np.ndarray) -> np.ndarray:
+    """A [C, H, W] signed gradient as an RGB picture [H, W, 3] in 0..1.
+
+    Zero maps to mid-grey and the largest |value| to 0 or 1, so the sign of each
+    colour channel's gradient stays visible (the usual way guided backprop is
+    shown). Single-channel gradients become grey pictures.
+    """
+    grad = np.asarray(grad, dtype=np.float32)
+    scale = float(np.abs(grad).max())
+    img = 0.5 + 0.5 * grad / scale if scale > 0 else np.full_like(grad, 0.5)
+    img = np.transpose(img, (1, 2, 0))
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps, the measure Adebayo et al. use to
+    compare saliency maps: 1 = same pixel ranking, about 0 = unrelated."""
+    return float(spearmanr(np.ravel(a), np.ravel(b)).statistic)
