@@ -25,6 +25,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+_last_pid: list[int] = []
+
+
+def last_server_pid() -> int:
+    """PID of the most recently started app server (for memory measurements)."""
+    return _last_pid[-1]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -40,6 +48,7 @@ def streamlit_server(env: dict[str, str] | None = None, timeout: float = 90) -> 
     proc = subprocess.Popen(
         cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    _last_pid.append(proc.pid)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
