@@ -1,0 +1,366 @@
+"""Feature space: penultimate-layer vectors, 2-D maps of them, and nearest neighbours.
+
+The second-to-last layer is where a CNN has turned pixels into the description its
+final classifier reads, so images the network sees as alike sit close together
+there. This module computes those vectors (from our own fx graph, never hooks on the
+shared module), reduces them to a 2-D map (t-SNE with openTSNE's FFT gradients, or
+PCA) that can take in new points without being recomputed, finds neighbours with L1,
+L2 or cosine distance, and keeps the Fashion-MNIST test-set map on disk so it is
+computed once per set of weights, not once per visit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openTSNE
+import torch
+from PIL import Image
+from sklearn.decomposition import PCA
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from app import precision
+from app.datasets import data_dir, load_fashion_mnist
+from app.models import LoadedModel
+
+Progress = Callable[[int, int], None]  # (done, total), as in app.cache
+Images = torch.Tensor | Sequence[Image.Image]
+METRICS = ("l1", "l2", "cosine")
+# openTSNE threads. One: the app's CPU is shared by many sessions, and there OpenMP
+# threads waiting for each other made t-SNE 2-10x slower than one thread (measured,
+# benchmarks/embedding.py); on an idle machine two threads gain less than 2x.
+N_JOBS = 1
+FFT_FROM = 10_000  # points from which FFT gradients beat Barnes-Hut (openTSNE's "auto" rule)
+_BIG_INPUT_BATCH = 16  # VGG-sized inputs: bounds activation memory (~1.6 GB at 224x224 fp32)
+_STORE_VERSION = 1  # bump when the stored format or the computation changes
+
+_graphs: weakref.WeakKeyDictionary[LoadedModel, torch.nn.Module] = weakref.WeakKeyDictionary()
+_graphs_lock = threading.Lock()
+_transform_lock = threading.Lock()
+_store_locks: dict[str, threading.Lock] = {}
+
+
+def penultimate_layer(model: LoadedModel) -> str:
+    """Name of the layer whose output feeds the last fully connected layer (e.g. dropout7 in VGG-16)."""
+    last_fc = max(i for i, row in enumerate(model.layers) if row.kind == "fc")
+    if last_fc == 0:
+        raise ValueError(f"{model.name} has no layer before its last fc layer")
+    return model.layers[last_fc - 1].name
+
+
+def _graph(model: LoadedModel) -> torch.nn.Module:
+    """An fx graph that stops at the penultimate layer; built once per model, shares its weights."""
+    with _graphs_lock:
+        graph = _graphs.get(model)
+        if graph is None:
+            path = model.layer(penultimate_layer(model)).path
+            with model.lock:
+                graph = create_feature_extractor(model.module, return_nodes={path: "features"}).eval()
+            _graphs[model] = graph
+        return graph
+
+
+def _batches(model: LoadedModel, images: Images, batch_size: int):
+    """Normalised model inputs [B, C, H, W] in order.
+
+    Accepts raw grey images (uint8 [N, H, W], the Fashion-MNIST tensors), already
+    normalised inputs (float [N, C, H, W]) or PIL images (run through model.preprocess).
+    """
+    step = batch_size if model.input_size <= 64 else min(batch_size, _BIG_INPUT_BATCH)
+    if isinstance(images, torch.Tensor):
+        size = (model.input_size, model.input_size)
+        if images.dtype == torch.uint8:
+            if images.ndim != 3 or tuple(images.shape[1:]) != size or model.channels != 1:
+                raise ValueError(f"uint8 images must be [N, {size[0]}, {size[1]}] grey images for {model.name}")
+            mean, std = model.mean[0], model.std[0]
+            for i in range(0, len(images), step):
+                yield (images[i : i + step].unsqueeze(1).float() / 255 - mean) / std
+        else:
+            if images.ndim != 4 or tuple(images.shape[1:]) != (model.channels, *size):
+                raise ValueError(f"inputs must be [N, {model.channels}, {size[0]}, {size[1]}] for {model.name}")
+            for i in range(0, len(images), step):
+                yield images[i : i + step].float()
+    else:
+        for i in range(0, len(images), step):
+            yield torch.cat([model.preprocess(img) for img in images[i : i + step]])
+
+
+def features(
+    model: LoadedModel,
+    images: Images,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+    precision_: str | None = None,
+) -> np.ndarray:
+    """Penultimate-layer vectors, float32 [N, D] (D = 4096 for VGG-16, 128 for the Fashion CNN).
+
+    Runs in the model's precision (bf16 where the CPU has it natively): the neighbour
+    quality test checks that this keeps neighbours as good as fp32 would. The model
+    lock is held per batch, so other sessions are not blocked for a whole data set.
+    """
+    graph = _graph(model)
+    n = len(images)
+    out: list[np.ndarray] = []
+    done = 0
+    for x in _batches(model, images, batch_size):
+        with model.lock, torch.inference_mode(), precision.autocast(model.device, precision_ or model.precision):
+            f = graph(x.to(model.device, memory_format=torch.channels_last))["features"]
+        out.append(f.float().flatten(1).cpu().numpy())
+        done += len(x)
+        if progress:
+            progress(done, n)
+    if not out:
+        raise ValueError("no images given")
+    return np.concatenate(out)
+
+
+def pixels(model: LoadedModel, images: Images) -> np.ndarray:
+    """What the network sees, as 0-1 pixel values flattened to [N, C*H*W]: the raw-pixel baseline space."""
+    mean = torch.tensor(model.mean).view(1, -1, 1, 1)
+    std = torch.tensor(model.std).view(1, -1, 1, 1)
+    return np.concatenate(
+        [(x * std + mean).clamp(0, 1).flatten(1).numpy() for x in _batches(model, images, 1024)]
+    ).astype(np.float32)
+
+
+@dataclass(eq=False)
+class Map:
+    """A 2-D map of feature vectors that can place new vectors without being recomputed.
+
+    method is "tsne" or "pca"; params holds what produced it (perplexity, seed); for PCA
+    explained_variance_ratio says how much of the spread the two axes keep.
+    """
+
+    coords: np.ndarray  # [N, 2] float64
+    method: str
+    params: dict[str, Any]
+    explained_variance_ratio: tuple[float, float] | None = None
+    _fitted: Any = field(default=None, repr=False)  # openTSNE TSNEEmbedding or sklearn PCA
+
+    def transform(self, new_features: np.ndarray) -> np.ndarray:
+        """Coordinates [M, 2] for new vectors in this map's frame (existing points do not move).
+
+        t-SNE: openTSNE optimises only the new points against the fixed reference map,
+        attracted by their nearest reference neighbours in feature space.
+        """
+        x = np.atleast_2d(np.asarray(new_features, dtype=np.float64))
+        if self.method == "pca":
+            return self._fitted.transform(x)
+        # openTSNE re-centres the reference embedding in place; give it a private copy
+        # of our (already centred) coordinates so the map shared by sessions never moves.
+        ref = openTSNE.TSNEEmbedding(
+            self.coords,
+            self._fitted.affinities,
+            random_state=self._fitted.random_state,
+            **self._fitted.gradient_descent_params,
+        )
+        with _transform_lock:
+            return np.asarray(ref.transform(x), dtype=np.float64)
+
+
+def tsne_map(
+    features: np.ndarray,
+    perplexity: float = 30,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Map:
+    """t-SNE map with openTSNE: FFT-interpolated gradients (near-linear in N) for large sets.
+
+    FFT has a fixed cost per iteration that dominates for a class's few hundred photos,
+    where Barnes-Hut is many times faster; the switch is at openTSNE's own threshold.
+    Same schedule as openTSNE.TSNE.fit (250 early-exaggeration iterations, then 500),
+    run phase by phase so progress can be reported. Perplexity is capped below N/3,
+    which openTSNE needs for small collections.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    n = len(x)
+    if n < 4:
+        raise ValueError("t-SNE needs at least 4 points")
+    perplexity = float(min(perplexity, (n - 1) / 3))
+    total, every = 800, 25  # 50 steps for affinities + initialisation, then 750 iterations
+    if progress:
+        progress(0, total)
+    gradient = "fft" if n >= FFT_FROM else "bh"
+    tsne = openTSNE.TSNE(perplexity=perplexity, negative_gradient_method=gradient, n_jobs=N_JOBS, random_state=seed)
+    emb = tsne.prepare_initial(x)
+    offset = 50
+    if progress:
+        progress(offset, total)
+
+    def phase(start: int) -> Callable[[int, float, np.ndarray], bool]:
+        def report(iteration: int, error: float, embedding: np.ndarray) -> bool:
+            if progress:
+                progress(start + iteration, total)
+            return False
+
+        return report
+
+    emb.optimize(
+        tsne.early_exaggeration_iter,
+        exaggeration=tsne.early_exaggeration,
+        momentum=tsne.initial_momentum,
+        inplace=True,
+        callbacks=phase(offset),
+        callbacks_every_iters=every,
+    )
+    emb.optimize(
+        tsne.n_iter,
+        exaggeration=tsne.exaggeration,
+        momentum=tsne.final_momentum,
+        inplace=True,
+        callbacks=phase(offset + tsne.early_exaggeration_iter),
+        callbacks_every_iters=every,
+    )
+    emb -= (emb.max(axis=0) + emb.min(axis=0)) / 2  # the frame openTSNE's transform works in
+    return Map(np.array(emb, dtype=np.float64), "tsne", {"perplexity": perplexity, "seed": seed}, None, emb)
+
+
+def pca_map(features: np.ndarray) -> Map:
+    """The two directions of largest variance: a linear, exactly reproducible map."""
+    x = np.asarray(features, dtype=np.float64)
+    pca = PCA(n_components=2, svd_solver="full").fit(x)
+    ratio = tuple(float(r) for r in pca.explained_variance_ratio_)
+    return Map(pca.transform(x), "pca", {}, ratio, pca)
+
+
+def distances(query: np.ndarray, features: np.ndarray, metric: str) -> np.ndarray:
+    """Distances [Q, N] in float64: l1 = sum |a-b|, l2 = Euclidean, cosine = 1 - cos(a, b).
+
+    A zero vector (possible after a ReLU) has cosine distance 1 to everything.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
+    q = torch.from_numpy(np.atleast_2d(np.asarray(query, dtype=np.float64)))
+    f = torch.from_numpy(np.asarray(features, dtype=np.float64))
+    if metric == "cosine":
+        qn = q / q.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        fn = f / f.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        return (1 - qn @ fn.T).numpy()
+    p = 1.0 if metric == "l1" else 2.0
+    return torch.cdist(q, f, p=p, compute_mode="donot_use_mm_for_euclid_dist").numpy()
+
+
+def nearest(
+    query: np.ndarray,
+    features: np.ndarray,
+    k: int,
+    metric: str = "l2",
+    exclude: int | Sequence[int] | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k closest rows of `features` to each query: (indices, distances), closest first.
+
+    query [D] gives [k] results, query [Q, D] gives [Q, k]. Ties go to the lower index.
+    exclude: an index to leave out (e.g. the query's own row), or one per query.
+    Exact brute force: 10k x 4096 is milliseconds, and exactness is what students compare.
+    """
+    single = np.ndim(query) == 1
+    d = distances(query, features, metric)
+    if exclude is not None:
+        rows = np.arange(len(d))
+        d[rows, np.broadcast_to(np.asarray(exclude), rows.shape)] = np.inf
+    k = min(k, d.shape[1] - (exclude is not None))
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    dist = np.take_along_axis(d, idx, axis=1)
+    return (idx[0], dist[0]) if single else (idx, dist)
+
+
+# --- the stored Fashion-MNIST test-set map ------------------------------------------------
+
+
+def weights_digest(model: LoadedModel) -> str:
+    """SHA-256 of the model's weights (every state-dict tensor, in order): changes when the weights do."""
+    h = hashlib.sha256()
+    with model.lock:
+        for name, t in model.module.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def store_dir() -> Path:
+    """Where computed maps are kept: $CNN_LENS_CACHE, else <data dir>/cache."""
+    return Path(os.environ.get("CNN_LENS_CACHE", data_dir() / "cache"))
+
+
+def _store_key(model: LoadedModel, method: str, params: dict[str, Any]) -> str:
+    spec = {
+        "version": _STORE_VERSION,
+        "model": model.name,
+        "weights": weights_digest(model),
+        "precision": precision.resolve(model.precision, model.device),
+        "method": method,
+        "params": params,
+        "openTSNE": openTSNE.__version__,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fashion_test_map(
+    model: LoadedModel,
+    method: str = "tsne",
+    params: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> tuple[Map, np.ndarray, np.ndarray]:
+    """(map, labels [N], features [N, D]) of the 10,000 Fashion-MNIST test images.
+
+    Computed once per (weights, method, params) and kept in store_dir(), so every
+    later call, from any session or process, only reads a file. Only arrays we
+    computed from the public test set are stored. If the directory is read-only the
+    result is still returned, just not kept.
+    """
+    if method not in ("tsne", "pca"):
+        raise ValueError(f"unknown map method {method!r}; choose 'tsne' or 'pca'")
+    params = dict(params or {})
+    key = _store_key(model, method, params)
+    path = store_dir() / f"fashion_test_{method}_{key}.pkl"
+    with _store_locks.setdefault(key, threading.Lock()):
+        if path.exists():
+            # our own file (never user data); an unreadable or outdated one is recomputed
+            with (
+                contextlib.suppress(OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError),
+                open(path, "rb") as f,
+            ):
+                return pickle.load(f)
+        images, labels = load_fashion_mnist("test")
+        n = len(images)
+        # progress: features count as n steps, the map as 2n (t-SNE dominates the time)
+        feats = features(model, images, progress=(lambda d, t: progress(d, 3 * n)) if progress else None)
+        if method == "tsne":
+            report = (lambda d, t: progress(n + 2 * n * d // t, 3 * n)) if progress else None
+            fmap = tsne_map(feats, progress=report, **params)
+        else:
+            fmap = pca_map(feats, **params)
+        result = (fmap, labels.numpy(), feats)
+        buf = io.BytesIO()
+        pickle.dump(result, buf, protocol=pickle.HIGHEST_PROTOCOL)
+        with contextlib.suppress(OSError):  # a read-only deployment still works, it just recomputes
+            _write_atomic(path, buf.getvalue())
+        if progress:
+            progress(3 * n, 3 * n)
+        return result
