@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test venv dev data weights train lint format browser bench clean
+.PHONY: run test venv dev data weights train lint format system-deps audit bench clean
 
 $(BIN)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,19 +31,24 @@ run: data
 	-$(BIN)/python -m scripts.download_weights --optional
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
 
-browser:
-	bash scripts/ensure_chromium.sh
+system-deps:
+	bash scripts/ensure_system_deps.sh
 
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/docker_lint.sh
+
+audit: dev
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/audit.sh
 
 format: dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: dev data browser lint
-	$(BIN)/python -m pytest
+test: dev data system-deps lint
+	CNN_LENS_REQUIRE_NGINX=1 $(BIN)/python -m pytest
+	-PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/audit.sh
 
 bench: dev data
 	$(BIN)/python -m benchmarks.forward

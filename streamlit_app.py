@@ -7,10 +7,15 @@ built here so its choices persist while the user moves between pages.
 from __future__ import annotations
 
 import streamlit as st
+from starlette.formparsers import MultiPartParser
 
 from app.models import MODEL_NAMES
 from app.samples import sample_bytes, samples
 from pages.common import INTAKE
+
+# Uploads must never touch the disk: Starlette spools request bodies over 1 MiB to a
+# temporary file; keep them in memory up to the upload cap (+1 MiB for the form).
+MultiPartParser.spool_max_size = 21 * 2**20
 
 st.set_page_config(page_title="CNN Lens", page_icon=":material/biotech:", layout="wide")
 
