@@ -24,7 +24,7 @@ st.caption(
 def _map(values: np.ndarray, title: str, numbers: bool, colorscale: str = "Greys_r", zmid: float | None = None):
     fig = figures.heatmap(values, title, colorscale, zmid=zmid)
     if numbers:
-        fig.update_traces(texttemplate="%{z:.3g}", textfont=dict(size=11))
+        fig.update_traces(texttemplate="%{z:.4~g}", textfont=dict(size=11))
     fig.update_layout(height=360)
     return fig
 
@@ -112,10 +112,16 @@ c2.plotly_chart(
     width="stretch",
     key="pg_pooled",
 )
-overlap = "overlap" if stride < window else "leave gaps" if stride > window else "tile the map exactly"
+relation = "overlap" if stride < window else "leave gaps" if stride > window else "sit side by side"
+unread = (coverage == 0).mean()
 st.caption(
-    f"{activated.shape[0]}×{activated.shape[1]} → {pooled.shape[0]}×{pooled.shape[1]}; these windows {overlap}"
-    f"{f' ({100 * (coverage == 0).mean():.0f} % of values unread)' if (coverage == 0).any() else ''}."
+    f"{activated.shape[0]}×{activated.shape[1]} → {pooled.shape[0]}×{pooled.shape[1]}: stride {stride} with a "
+    f"{window}-wide window, so the windows {relation}."
+    + (
+        f" {100 * unread:.0f} % of the values are never read (gaps, or an edge too thin for a whole window)."
+        if unread
+        else ""
+    )
 )
 
 st.subheader("Backward through pooling")
@@ -126,13 +132,28 @@ st.markdown(
 )
 c1, c2 = st.columns(2)
 shape_key = f"{pooled.shape[0]}x{pooled.shape[1]}"  # a new pooled size restarts the pickers inside it
-row = c1.number_input("Output row", 0, pooled.shape[0] - 1, 0, key=f"pg_cell_row_{shape_key}")
-col = c2.number_input("Output column", 0, pooled.shape[1] - 1, 0, key=f"pg_cell_col_{shape_key}")
+row = c1.number_input("Output row", 0, pooled.shape[0] - 1, pooled.shape[0] // 2, key=f"pg_cell_row_{shape_key}")
+col = c2.number_input("Output column", 0, pooled.shape[1] - 1, pooled.shape[1] // 2, key=f"pg_cell_col_{shape_key}")
 grad = pg.pool_backward(activated, kind, window, stride, (int(row), int(col)))
-st.plotly_chart(
-    _map(grad, f"gradient of output ({row}, {col}) on each input value", numbers, "Oranges"),
+# The window plus a 2-value margin, with numbers and the map's own row/column numbers on the axes.
+size = window + 4
+top = int(np.clip(int(row) * stride - 2, 0, max(0, activated.shape[0] - size)))
+left = int(np.clip(int(col) * stride - 2, 0, max(0, activated.shape[1] - size)))
+axes = dict(x=np.arange(left, left + size), y=np.arange(top, top + size))
+c1, c2 = st.columns(2)
+c1.plotly_chart(
+    _map(pg.crop(activated, top, left, size), "values around the window", True, "Viridis").update_traces(**axes),
+    width="stretch",
+    key="pg_window_values",
+)
+c2.plotly_chart(
+    _map(pg.crop(grad, top, left, size), f"gradient from output ({row}, {col})", True, "Oranges").update_traces(**axes),
     width="stretch",
     key="pg_grad",
+)
+st.caption(
+    f"The window of output ({row}, {col}) starts at input row {int(row) * stride}, column {int(col) * stride}; "
+    f"the gradients shown add up to {grad.sum():.3g}."
 )
 
 st.subheader("Global average pooling")
