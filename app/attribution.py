@@ -356,16 +356,18 @@ def magnitude(grad: np.ndarray) -> np.ndarray:
     return np.abs(grad).max(axis=0)
 
 
-def gradient_image(grad: np.ndarray) -> np.ndarray:
+def gradient_image(grad: np.ndarray, percentile: float = 100.0) -> np.ndarray:
     """A [C, H, W] signed gradient as an RGB picture [H, W, 3] in 0..1.
 
-    Zero maps to mid-grey and the largest |value| to 0 or 1, so the sign of each
-    colour channel's gradient stays visible (the usual way guided backprop is
-    shown). Single-channel gradients become grey pictures.
+    Zero maps to mid-grey and +-(the given percentile of |gradient|) to 1 or 0
+    (larger values clip), so the sign of each colour channel's gradient stays
+    visible: the usual way to show guided backprop. A percentile below 100 lifts
+    the contrast that a few extreme values would otherwise squash. Single-channel
+    gradients become grey pictures.
     """
     grad = np.asarray(grad, dtype=np.float32)
-    scale = float(np.abs(grad).max())
-    img = 0.5 + 0.5 * grad / scale if scale > 0 else np.full_like(grad, 0.5)
+    scale = float(np.percentile(np.abs(grad), percentile))
+    img = np.clip(0.5 + 0.5 * grad / scale, 0.0, 1.0) if scale > 0 else np.full_like(grad, 0.5)
     img = np.transpose(img, (1, 2, 0))
     return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
 
