@@ -53,12 +53,16 @@ _transform_lock = threading.Lock()
 _store_locks: dict[str, threading.Lock] = {}
 
 
-def penultimate_layer(model: LoadedModel) -> str:
-    """Name of the layer whose output feeds the last fully connected layer (e.g. dropout7 in VGG-16)."""
+def _last_fc(model: LoadedModel) -> int:
     last_fc = max(i for i, row in enumerate(model.layers) if row.kind == "fc")
-    if last_fc == 0:
-        raise ValueError(f"{model.name} has no layer before its last fc layer")
-    return model.layers[last_fc - 1].name
+    if last_fc == 0 or last_fc != len(model.layers) - 1:
+        raise ValueError(f"{model.name} does not end in a fully connected layer after other layers")
+    return last_fc
+
+
+def penultimate_layer(model: LoadedModel) -> str:
+    """Name of the layer whose output feeds the final fully connected layer (e.g. dropout7 in VGG-16)."""
+    return model.layers[_last_fc(model) - 1].name
 
 
 def _graph(model: LoadedModel) -> torch.nn.Module:
@@ -127,13 +131,40 @@ def features(
     return np.concatenate(out)
 
 
-def pixels(model: LoadedModel, images: Images) -> np.ndarray:
-    """What the network sees, as 0-1 pixel values flattened to [N, C*H*W]: the raw-pixel baseline space."""
+def pixels(model: LoadedModel, images: Images, size: int | None = None) -> np.ndarray:
+    """What the network sees, as 0-1 pixels flattened to [N, C*H*W]: the raw-pixel baseline space.
+
+    size shrinks each input to size x size first (area average): 500 VGG inputs at
+    224x224x3 would take 600 MB as float64 distances need, at 56x56 a sixteenth.
+    """
     mean = torch.tensor(model.mean).view(1, -1, 1, 1)
     std = torch.tensor(model.std).view(1, -1, 1, 1)
-    return np.concatenate(
-        [(x * std + mean).clamp(0, 1).flatten(1).numpy() for x in _batches(model, images, 1024)]
-    ).astype(np.float32)
+    out = []
+    for x in _batches(model, images, 256):
+        x = (x * std + mean).clamp(0, 1)
+        if size is not None and size != x.shape[-1]:
+            x = torch.nn.functional.adaptive_avg_pool2d(x, size)
+        out.append(x.flatten(1).numpy().astype(np.float32))
+    return np.concatenate(out)
+
+
+def predict(model: LoadedModel, feats: np.ndarray) -> np.ndarray:
+    """Predicted class index [N] from penultimate features: the last fc layer is all that is left to run."""
+    head = model.module.get_submodule(model.layers[_last_fc(model)].path)
+    with model.lock, torch.inference_mode():
+        return head(torch.from_numpy(np.asarray(feats, dtype=np.float32))).argmax(1).numpy()
+
+
+def labels_from_names(names: Sequence[str]) -> list[str] | None:
+    """Labels from a collection's folders ("cats/1.jpg" -> "cats"), or None when not every file is in one.
+
+    A teacher who zips a class's photos in one folder per category gets the map
+    coloured by true label, as for Fashion-MNIST.
+    """
+    folders = [name.rsplit("/", 1)[0].rsplit("/", 1)[-1] if "/" in name else None for name in names]
+    if any(f is None for f in folders) or len(set(folders)) < 2:
+        return None
+    return folders
 
 
 @dataclass(eq=False)

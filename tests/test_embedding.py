@@ -121,6 +121,24 @@ def test_pixels_are_the_model_input_in_0_to_1(fashion_untrained):
     images, _ = load_fashion_mnist("test")
     got = pixels(fashion_untrained, images[:5])
     np.testing.assert_allclose(got, images[:5].reshape(5, -1).numpy() / 255, atol=1e-6)
+    small = pixels(fashion_untrained, images[:5], size=14)  # 2x2 block means
+    blocks = images[:5].numpy().reshape(5, 14, 2, 14, 2).mean(axis=(2, 4)).reshape(5, -1) / 255
+    np.testing.assert_allclose(small, blocks, atol=1e-6)
+
+
+def test_predict_from_features_equals_the_network_output(fashion_untrained, vgg):
+    images, _ = load_fashion_mnist("test")
+    x = torch.cat([fashion_untrained.preprocess(Image.fromarray(im.numpy())) for im in images[:30]])
+    feats = features(fashion_untrained, x, precision_="fp32")
+    expected = fashion_untrained.logits(x, "fp32").argmax(1).numpy()
+    np.testing.assert_array_equal(E.predict(fashion_untrained, feats), expected)
+    assert E.predict(vgg, np.zeros((2, 4096), dtype=np.float32)).shape == (2,)
+
+
+def test_labels_from_folder_names():
+    assert E.labels_from_names(["cats/a.jpg", "dogs/b.png", "x/cats/c.jpg"]) == ["cats", "dogs", "cats"]
+    assert E.labels_from_names(["cats/a.jpg", "b.png"]) is None  # not every file has a folder
+    assert E.labels_from_names(["all/a.jpg", "all/b.jpg"]) is None  # one folder says nothing
 
 
 # --- nearest neighbours -----------------------------------------------------------------------

@@ -1,0 +1,255 @@
+"""Feature space: where the network puts images, and which images it finds alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from app import cache
+from app import embedding as E
+from app.datasets import load_fashion_mnist
+from app.errors import LensError
+from app.images import Collection, load_collection
+from app.lru import ResultStore
+from pages import common
+
+FASHION_SET = "Fashion-MNIST test set (10,000 images)"
+OWN_SET = "My own collection (upload)"
+METRICS = {"l2": "L2 (Euclidean; ranks like MSE)", "l1": "L1 (sum of absolute differences)", "cosine": "cosine"}
+PIXEL_SIDE = 56  # pixel-space neighbours of 224x224 photos are searched at 56x56 (memory)
+
+
+def _bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A progress callback that shows a bar only once work really starts (cached steps show nothing),
+    and a function that removes the bar again."""
+    slot = st.empty()
+
+    def report(done: int, total: int) -> None:
+        slot.progress(min(done / max(total, 1), 1.0), text=f"{text} ({done:,}/{total:,})")
+
+    return report, slot.empty
+
+
+@st.cache_resource
+def _results() -> ResultStore:
+    """Maps, features and placements shared by all sessions (kept as they are; progress can be reported)."""
+    return ResultStore(max_entries=24, ttl=3600)
+
+
+def _fashion_map(model_name: str, method: str, perplexity: float, progress) -> tuple:
+    """The stored 10k map (computed once per weights, on disk) plus what the page shows with it."""
+
+    def compute() -> tuple:
+        model = cache.model(model_name)[0]
+        params = {"perplexity": perplexity} if method == "tsne" else {}
+        fmap, labels, feats = E.fashion_test_map(model, method, params, progress=progress)
+        images, _ = load_fashion_mnist("test")
+        return fmap, labels, feats, E.predict(model, feats), E.pixels(model, images), images.numpy()
+
+    return _results().get_or_compute(("fashion", model_name, method, perplexity), compute)
+
+
+@st.cache_resource(max_entries=4, ttl=3600, show_spinner=False)
+def _collection(files: tuple[tuple[str, bytes], ...]) -> Collection:
+    return load_collection(files)
+
+
+def _collection_features(model_name: str, collection: Collection, progress) -> tuple:
+    def compute() -> tuple:
+        model = cache.model(model_name)[0]
+        feats = E.features(model, collection.images, progress=progress)
+        size = PIXEL_SIDE if model.input_size > PIXEL_SIDE else None
+        return feats, E.predict(model, feats), E.pixels(model, collection.images, size=size)
+
+    return _results().get_or_compute(("features", model_name, collection.key), compute)
+
+
+def _collection_map(model_name: str, key: str, method: str, perplexity: float, feats: np.ndarray, progress) -> E.Map:
+    def compute() -> E.Map:
+        return E.tsne_map(feats, perplexity, progress=progress) if method == "tsne" else E.pca_map(feats)
+
+    return _results().get_or_compute(("map", model_name, key, method, perplexity), compute)
+
+
+def _place(map_key: str, input_key: str, fmap: E.Map, feats: np.ndarray) -> np.ndarray:
+    return _results().get_or_compute(("place", map_key, input_key), lambda: fmap.transform(feats)[0])
+
+
+def _figure(coords: np.ndarray, groups: list[str], you: np.ndarray, title: str) -> go.Figure:
+    """One WebGL trace per label (a legend to toggle classes) and the user's image as a star."""
+    fig = go.Figure()
+    names = np.asarray(groups)
+    for name in sorted(set(groups)):
+        idx = np.flatnonzero(names == name)
+        fig.add_trace(
+            go.Scattergl(
+                x=coords[idx, 0],
+                y=coords[idx, 1],
+                mode="markers",
+                name=name,
+                marker={"size": 4 if len(coords) > 2000 else 8, "opacity": 0.75},
+                customdata=idx,
+                hovertemplate=f"{name}<br>#%{{customdata}}<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scattergl(
+            x=[you[0]],
+            y=[you[1]],
+            mode="markers",
+            name="your image",
+            marker={"symbol": "star", "size": 22, "color": "black", "line": {"color": "yellow", "width": 2}},
+            hovertemplate="your image<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=620,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"itemsizing": "constant"},
+        xaxis={"showticklabels": False},
+        yaxis={"showticklabels": False, "scaleanchor": "x"},
+        dragmode="pan",
+    )
+    return fig
+
+
+def _thumb(item) -> Image.Image:
+    if isinstance(item, np.ndarray):  # a 28x28 Fashion-MNIST image: enlarge without blurring
+        return Image.fromarray(item).resize((84, 84), Image.Resampling.NEAREST)
+    small = item.copy()
+    small.thumbnail((160, 160))
+    return small
+
+
+def _neighbours(title: str, idx: np.ndarray, dist: np.ndarray, thumbs, groups: list[str], per_row: int = 4) -> None:
+    st.markdown(f"**{title}**")
+    for start in range(0, len(idx), per_row):
+        cols = st.columns(per_row)
+        for col, i, d in zip(cols, idx[start : start + per_row], dist[start : start + per_row], strict=False):
+            col.image(_thumb(thumbs[i]), caption=f"{groups[i]} · d={d:.3g}", width="stretch")
+
+
+sel = common.selection()
+model = sel.model
+st.title("Feature space")
+st.caption(
+    "Just before its last layer, the network describes every image by one long list of numbers: "
+    f"{model.layer(E.penultimate_layer(model)).out_shape[0]} of them here. Images it considers alike get similar "
+    "lists. A map squeezes those lists onto a page so that close lists land close together, and the nearest "
+    "neighbours show which images the network finds most like yours."
+)
+
+sources = [FASHION_SET, OWN_SET] if sel.model_name == "fashion_cnn" else [OWN_SET]
+left, mid, right = st.columns([3, 2, 2])
+source = left.radio("Data set", sources, key=f"fs_source_{sel.model_name}", horizontal=True)
+method = mid.radio("Map", ["tsne", "pca"], format_func={"tsne": "t-SNE", "pca": "PCA"}.get, key="fs_method")
+perplexity = 30.0
+if method == "tsne":
+    perplexity = float(
+        right.select_slider(
+            "Perplexity",
+            [5, 10, 20, 30, 50],
+            value=30,
+            key="fs_perplexity",
+            help="Roughly how many neighbours each point tries to stay close to: small values show fine "
+            "clusters, large values the overall layout.",
+        )
+    )
+
+try:
+    if source == FASHION_SET:
+        progress, done = _bar("Computing the map of the 10,000 test images (first time only)")
+        fmap, labels, feats, preds, pix, thumbs = _fashion_map(sel.model_name, method, perplexity, progress)
+        done()
+        groups = [model.labels[i] for i in labels]
+        map_key = f"fashion:{method}:{perplexity}:{E.weights_digest(model)[:12]}"
+        label_kind = "true label"
+    else:
+        uploads = st.file_uploader(
+            "Images (2–500), or a .zip of them",
+            type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"],
+            accept_multiple_files=True,
+            key="fs_upload",
+            help="Put the images of each category in its own folder inside the .zip (cats/…, dogs/…) and the map "
+            "is coloured by those folders; otherwise by the network's prediction. Nothing is stored.",
+        )
+        if not uploads:
+            st.info("Upload at least two images, or a .zip of a class's photos, to map them.")
+            st.stop()
+        collection = _collection(tuple((u.name, u.getvalue()) for u in uploads))
+        if collection.skipped:
+            with st.expander(f"{len(collection.skipped)} file(s) left out"):
+                st.write("\n".join(f"- {s.name}: {s.reason}" for s in collection.skipped))
+        progress, done = _bar(f"Feature vectors of {len(collection.items)} images")
+        feats, preds, pix = _collection_features(sel.model_name, collection, progress)
+        done()
+        progress, done = _bar("Arranging the map")
+        fmap = _collection_map(sel.model_name, collection.key, method, perplexity, feats, progress)
+        done()
+        folder_labels = E.labels_from_names(collection.names)
+        label_kind = "folder" if folder_labels else "predicted class"
+        groups = folder_labels or [model.labels[i] for i in preds]
+        thumbs = collection.images
+        map_key = f"{sel.model_name}:{collection.key}:{method}:{perplexity}"
+except LensError as exc:
+    common.show_lens_error(exc)
+    st.stop()
+
+mine = sel.analysis("app.embedding:features")
+mine_pixels = sel.analysis("app.embedding:pixels", size=PIXEL_SIDE if model.input_size > PIXEL_SIDE else None)
+you = _place(map_key, sel.input_key, fmap, mine)
+
+if method == "pca":
+    a, b = fmap.explained_variance_ratio
+    title = f"PCA: the two axes keep {a:.1%} + {b:.1%} = {a + b:.1%} of the spread"
+else:
+    title = f"t-SNE (perplexity {fmap.params['perplexity']:g}), coloured by {label_kind}"
+event = st.plotly_chart(
+    _figure(fmap.coords, groups, you, title),
+    width="stretch",
+    on_select="rerun",
+    selection_mode="points",
+    key=f"fs_map_{map_key}",
+)
+st.caption(
+    "Hover a point for its label and number; click one to see it below; click legend entries to hide classes. "
+    + (
+        "PCA is a linear projection: distances along the axes are real, but most of the spread is not shown."
+        if method == "pca"
+        else "t-SNE keeps neighbours together but not distances: the size of a cluster and the gaps between "
+        "clusters mean little. Your image (★) was placed into the finished map, not used to build it."
+    )
+)
+
+points = [p for p in (event.selection.points if event else []) if "customdata" in p]
+if points:
+    picked = points[0]["customdata"]
+    picked = int(picked[0] if isinstance(picked, list) else picked)
+    c1, c2 = st.columns([1, 3])
+    c1.image(_thumb(thumbs[picked]), width="stretch")
+    c2.markdown(
+        f"**#{picked}** · {label_kind}: **{groups[picked]}** · the network predicts: **{model.labels[preds[picked]]}**"
+    )
+
+st.subheader("Nearest neighbours of your image")
+c1, c2 = st.columns(2)
+k = c1.slider("How many", 1, 24, 8, key="fs_k")
+metric = c2.selectbox("Distance", list(METRICS), format_func=METRICS.get, key="fs_metric")
+f_idx, f_dist = E.nearest(mine[0], feats, k, metric)
+p_idx, p_dist = E.nearest(mine_pixels[0], pix, k, metric)
+left, right = st.columns(2)
+with left:
+    _neighbours("In the network's feature space", f_idx, f_dist, thumbs, groups)
+with right:
+    _neighbours("In raw pixel space", p_idx, p_dist, thumbs, groups)
+st.caption(
+    "Left: the images whose feature vectors are closest to your image's. Right: the images whose pixels are "
+    "closest. Pixel neighbours share brightness and outline; feature neighbours share what the network "
+    "learned to care about, often the class even when the pixels differ."
+    + (f" Pixels of photos are compared at {PIXEL_SIDE}×{PIXEL_SIDE}." if model.input_size > PIXEL_SIDE else "")
+)

@@ -1,0 +1,115 @@
+"""AppTest of the Feature space page: Fashion test-set map (PCA and t-SNE) with neighbours,
+and an uploaded .zip collection for VGG-16 coloured by its folders."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from app import embedding as E
+from app.datasets import load_fashion_mnist
+from models.fashion_cnn import CLASSES
+from tests.conftest import photo, png_bytes
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "feature_space.py")
+N = 200  # a small stand-in for the 10,000 test images, so the page test stays quick
+
+
+@pytest.fixture
+def small_fashion_set(monkeypatch, tmp_path):
+    images, labels = load_fashion_mnist("test")
+    monkeypatch.setattr(E, "load_fashion_mnist", lambda split: (images[:N], labels[:N]))
+    monkeypatch.setattr("app.datasets.load_fashion_mnist", lambda split: (images[:N], labels[:N]))
+    monkeypatch.setenv("CNN_LENS_CACHE", str(tmp_path))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def _app(model: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    at.session_state["model_name"] = model
+    at.session_state["image_bytes"] = png_bytes(photo((96, 64)))
+    return at
+
+
+def _traces(at: AppTest) -> list[dict]:
+    (chart,) = at.get("plotly_chart")
+    return json.loads(chart.proto.spec)["data"]
+
+
+def _count(values) -> int:
+    """Number of values in a Plotly array (plain list, or base64-packed typed array)."""
+    if isinstance(values, dict):
+        return len(np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]))
+    return len(values)
+
+
+def test_fashion_map_pca_then_tsne_with_neighbours(small_fashion_set):
+    at = _app("fashion_cnn")
+    at.session_state["fs_method"] = "pca"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Feature space"
+    traces = _traces(at)
+    assert traces[-1]["name"] == "your image" and _count(traces[-1]["x"]) == 1
+    assert sum(_count(t["x"]) for t in traces[:-1]) == N
+    assert {t["type"] for t in traces} == {"scattergl"}
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert "PCA: the two axes keep" in spec["layout"]["title"]["text"]
+    assert len(at.get("image")) == 2 * 8  # feature-space and pixel-space neighbours, k = 8
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert all(" · d=" in c for c in captions)
+    labels = {c.split(" · ")[0] for c in captions}
+    assert labels <= set(CLASSES)
+
+    at.slider(key="fs_k").set_value(3).run()
+    at.selectbox(key="fs_metric").set_value("cosine").run()
+    assert not at.exception and len(at.get("image")) == 2 * 3
+
+    at.radio(key="fs_method").set_value("tsne").run()
+    at.select_slider(key="fs_perplexity").set_value(10).run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["title"]["text"].startswith("t-SNE (perplexity 10)")
+    assert len(list(Path(E.store_dir()).glob("*.pkl"))) == 3  # PCA, t-SNE at 30 and at 10, kept on disk
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_vgg_collection_is_mapped_and_coloured_by_folder(small_fashion_set):
+    at = _app("vgg16").run()
+    assert not at.exception
+    assert next(r.options for r in at.radio if r.label == "Data set") == ["My own collection (upload)"]
+    assert any("Upload at least two images" in i.value for i in at.info)
+    files = {
+        f"{kind}/{i}.png": png_bytes(photo((80 + 10 * i, 60), seed=i + 10 * j))
+        for j, kind in enumerate(("cats", "dogs"))
+        for i in range(4)
+    }
+    files["notes.txt"] = b"not an image"
+    at.file_uploader(key="fs_upload").set_value([("class.zip", _zip(files), "application/zip")]).run()
+    at.radio(key="fs_method").set_value("tsne").run()
+    assert not at.exception, [e.value for e in at.exception]
+    traces = _traces(at)
+    assert sorted(t["name"] for t in traces[:-1]) == ["cats", "dogs"]
+    assert sum(_count(t["x"]) for t in traces[:-1]) == 8
+    assert any("left out" in e.label for e in at.expander)
+    assert len(at.get("image")) == 2 * 8
