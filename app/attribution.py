@@ -12,12 +12,14 @@ lets only positive gradient through. Passes run under `model.lock`, as every use
 of the shared layers must (another analysis may briefly hook them).
 
 Gradients are taken with `torch.autograd.grad` with respect to a fresh leaf copy
-of the input only, so parameters never accumulate `.grad`. The default precision
-is "exact" (fp32). bf16 autocast ("bf16", or "auto" where the CPU has it) is
-offered, but measured here it was not faster on VGG-16 (this CPU has
-AVX-512-BF16 but no AMX) and it reorders the small input gradients (see
-benchmarks/attribution.py); Grad-CAM, a coarse map of large activations,
-survives it almost unchanged.
+of the input only, so parameters never accumulate `.grad`. Everything runs in
+fp32, with autocast switched off even inside a caller's autocast: the maps match
+captum's (bit for bit in the benchmark). bf16 autocast was measured and left out
+(benchmarks/attribution.py as of commit d614059):
+on this CPU (AVX-512-BF16, no AMX) it did not speed up single maps, and it
+reorders the tiny input gradients (rank correlation with the fp32 map 0.40 for
+saliency and 0.86 for guided backprop on VGG-16; 0.70 for Grad-CAM on a trained
+Fashion-MNIST CNN), which is too unfaithful for a teaching tool.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import fx, nn
 
-from app import precision as prec
 from app.activations import _extractor
 from app.models import LoadedModel
 
@@ -107,15 +108,20 @@ def _graph(model: LoadedModel, guided: bool, upto: str | None = None) -> fx.Grap
         return module
 
 
+def _no_autocast(model: LoadedModel) -> torch.autocast:
+    """fp32 even inside a caller's autocast: the maps are meant to be exact."""
+    return torch.autocast(model.device.type, enabled=False)
+
+
 @contextlib.contextmanager
-def _grad_mode() -> Iterator[None]:
-    """Gradients on, even if the caller is inside no_grad or inference_mode."""
-    with torch.inference_mode(False), torch.enable_grad():
+def _exact_grad_mode(model: LoadedModel) -> Iterator[None]:
+    """Gradients on and fp32, even if the caller is in no_grad, inference_mode or autocast."""
+    with torch.inference_mode(False), torch.enable_grad(), _no_autocast(model):
         yield
 
 
 def _leaf(model: LoadedModel, x: torch.Tensor, requires_grad: bool = True) -> torch.Tensor:
-    """A fresh fp32 leaf copy of x that gradients are taken with respect to (call it in _grad_mode)."""
+    """A fresh fp32 leaf copy of x that gradients are taken with respect to (call it in _exact_grad_mode)."""
     leaf = x.detach().to(model.device, torch.float32, memory_format=torch.channels_last).clone()
     return leaf.requires_grad_(requires_grad)
 
@@ -136,11 +142,10 @@ def _input_grad(
     guided: bool,
     objective: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     upto: str | None,
-    precision: str,
 ) -> torch.Tensor:
     """d objective / d input, [N, C, H, W] fp32 on CPU."""
     graph = _graph(model, guided, upto)
-    with model.lock, _grad_mode(), prec.autocast(model.device, precision):
+    with model.lock, _exact_grad_mode(model):
         leaf = _leaf(model, x)
         score = objective(graph(leaf))
         (grad,) = torch.autograd.grad(score, [leaf])
@@ -168,7 +173,6 @@ def saliency(
     *,
     seed: int = 0,
     batch: int = 4,
-    precision: str = "exact",
 ) -> np.ndarray:
     """Simonyan et al.'s saliency map: |d score / d pixel|, max over colour channels. [H, W].
 
@@ -183,7 +187,7 @@ def saliency(
     target = _check_target(model, target)
     objective = _class_score(model, target)
     if smoothgrad_samples <= 0:
-        grad = _input_grad(model, x, False, objective, None, precision)
+        grad = _input_grad(model, x, False, objective, None)
         return _numpy(grad[0].abs().amax(0))
     x = x.detach().float().cpu()
     sigma = noise * float(x.max() - x.min())
@@ -192,7 +196,7 @@ def saliency(
     total = torch.zeros(x.shape[1:])
     for start in range(0, smoothgrad_samples, batch):
         chunk = x + noises[start : start + batch]
-        total += _input_grad(model, chunk, False, objective, None, precision).abs().sum(0)
+        total += _input_grad(model, chunk, False, objective, None).abs().sum(0)
         if progress is not None:
             progress(min(start + batch, smoothgrad_samples), smoothgrad_samples)
     return _numpy((total / smoothgrad_samples).amax(0))
@@ -204,8 +208,6 @@ def guided_backprop(
     target: int | None = None,
     layer: str | None = None,
     channel: int | None = None,
-    *,
-    precision: str = "exact",
 ) -> np.ndarray:
     """Springenberg et al.'s guided backpropagation: a signed gradient image [C, H, W].
 
@@ -222,21 +224,21 @@ def guided_backprop(
         raise ValueError("give either target, or layer and channel, not both")
     if target is not None:
         target = _check_target(model, target)
-        grad = _input_grad(model, x, True, _class_score(model, target), None, precision)
+        grad = _input_grad(model, x, True, _class_score(model, target), None)
         return _numpy(grad[0])
     if layer is None or channel is None:
         raise ValueError("give either target, or layer and channel")
     info = model.layer(layer)
     if not 0 <= channel < info.out_shape[0]:
         raise ValueError(f"{layer} has {info.out_shape[0]} channels; got channel {channel}")
-    grad = _input_grad(model, x, True, lambda outs: outs[layer][:, channel].float().sum(), layer, precision)
+    grad = _input_grad(model, x, True, lambda outs: outs[layer][:, channel].float().sum(), layer)
     return _numpy(grad[0])
 
 
-def layer_output(model: LoadedModel, x: torch.Tensor, layer: str, *, precision: str = "exact") -> torch.Tensor:
+def layer_output(model: LoadedModel, x: torch.Tensor, layer: str) -> torch.Tensor:
     """One layer's output [N, ...] fp32, running the network only up to that layer."""
     graph = _graph(model, False, layer)
-    with model.lock, torch.inference_mode(), prec.autocast(model.device, precision):
+    with model.lock, torch.inference_mode(), _no_autocast(model):
         out = graph(x.to(model.device, memory_format=torch.channels_last))[layer]
     return out.float().cpu()
 
@@ -270,11 +272,11 @@ def _cam_layer(model: LoadedModel, layer: str | None) -> str:
 
 
 def _plain_pass(
-    model: LoadedModel, x: torch.Tensor, target: int, layer: str, with_input: bool, precision: str
+    model: LoadedModel, x: torch.Tensor, target: int, layer: str, with_input: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """One forward/backward of the class score: (input gradient or None, Grad-CAM [1, 1, H, W])."""
     graph = _graph(model, False, None)
-    with model.lock, _grad_mode(), prec.autocast(model.device, precision):
+    with model.lock, _exact_grad_mode(model):
         leaf = _leaf(model, x, requires_grad=with_input)
         outs = graph(leaf)
         act = outs[layer]
@@ -286,9 +288,7 @@ def _plain_pass(
     return (grads[1].float().cpu() if with_input else None), cam.cpu()
 
 
-def grad_cam(
-    model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None, *, precision: str = "exact"
-) -> np.ndarray:
+def grad_cam(model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None) -> np.ndarray:
     """Selvaraju et al.'s Grad-CAM at `layer` (default: the last conv), [H, W] at input size.
 
     Each channel of the layer is weighted by the mean gradient of the class score
@@ -297,26 +297,22 @@ def grad_cam(
     upsampled bilinearly to the input size. Not normalised: values are comparable
     between classes for the same image and layer.
     """
-    _, cam = _plain_pass(model, x, _check_target(model, target), _cam_layer(model, layer), False, precision)
+    _, cam = _plain_pass(model, x, _check_target(model, target), _cam_layer(model, layer), False)
     return _numpy(cam[0, 0])
 
 
-def guided_grad_cam(
-    model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None, *, precision: str = "exact"
-) -> np.ndarray:
+def guided_grad_cam(model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None) -> np.ndarray:
     """Guided Grad-CAM: guided backprop for the class times its Grad-CAM map, [C, H, W].
 
     Grad-CAM says where the class evidence is (coarse, class-specific); guided
     backprop says which fine edges matter (sharp, barely class-specific); the
     product keeps the fine detail only where the class evidence is.
     """
-    cam = grad_cam(model, x, target, layer, precision=precision)
-    return guided_backprop(model, x, target, precision=precision) * cam[None]
+    cam = grad_cam(model, x, target, layer)
+    return guided_backprop(model, x, target) * cam[None]
 
 
-def class_maps(
-    model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None, *, precision: str = "exact"
-) -> dict[str, np.ndarray]:
+def class_maps(model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None) -> dict[str, np.ndarray]:
     """All four class maps at once, for side-by-side comparison, in two passes instead of four.
 
     {"saliency": [H, W], "guided backprop": [C, H, W], "Grad-CAM": [H, W],
@@ -325,8 +321,8 @@ def class_maps(
     guided pass.
     """
     target = _check_target(model, target)
-    grad, cam = _plain_pass(model, x, target, _cam_layer(model, layer), True, precision)
-    guided = _input_grad(model, x, True, _class_score(model, target), None, precision)[0]
+    grad, cam = _plain_pass(model, x, target, _cam_layer(model, layer), True)
+    guided = _input_grad(model, x, True, _class_score(model, target), None)[0]
     return {
         "saliency": _numpy(grad[0].abs().amax(0)),
         "guided backprop": _numpy(guided),
