@@ -37,6 +37,10 @@ from app.models import LoadedModel
 
 Progress = Callable[[int, int], None]
 BASELINES = ("zero", "mean", "grey", "blur")
+# bf16 pays only on big convolutions: below this many multiply-adds per position (the
+# Fashion-MNIST CNN has 5e6) memory traffic and per-layer overhead dominate and the
+# casts cost more than they save, so "auto" stays in fp32 (measured in benchmarks.occlusion).
+AUTO_BF16_MIN_MACS = 10**8
 # Run the rest of the network densely once a layer's recomputed patch would cover
 # more than this share of its output: gathering patches then costs more than it saves.
 DENSE_SHARE = 0.75
@@ -321,7 +325,7 @@ def _run(steps: Sequence[Callable[[torch.Tensor], torch.Tensor]], h: torch.Tenso
 class _Incremental:
     """Scores of occluded copies, recomputing only what each occluder changes."""
 
-    def __init__(self, chain: _Chain, x: torch.Tensor, fill: torch.Tensor, boxes: np.ndarray, window, share: float):
+    def __init__(self, chain: _Chain, x: torch.Tensor, fill: torch.Tensor, boxes: np.ndarray, window, share, device):
         self.chain = chain
         stages = chain.stages
         size = x.shape[-2:]
@@ -333,8 +337,8 @@ class _Incremental:
         else:
             self.dense_step = stages[-1].first_step + 1 + len(stages[-1].pointwise) if stages else 0
         self.boxes = boxes
-        self.x_hwc = x[0].permute(1, 2, 0).contiguous()
-        self.fill_hwc = fill[0].permute(1, 2, 0).contiguous()
+        self.x_hwc = x[0].permute(1, 2, 0).contiguous().to(device)
+        self.fill_hwc = fill[0].permute(1, 2, 0).contiguous().to(device)
         self.caches: list[torch.Tensor] = []  # padded input of each incremental stage, [Hp, Wp, C]
         self.dense_input = self.x_hwc  # input of the first dense step, [H, W, C]
 
@@ -424,7 +428,8 @@ def occlusion_map(
 
     baseline: the occluder's fill, a value after normalisation, a [1, C, H, W] tensor,
     or one of BASELINES ("zero", "mean", "grey", "blur"; see `make_baseline`).
-    precision: "auto" (bf16 where the hardware runs it natively), "exact"/"fp32" or "bf16".
+    precision: "auto" (bf16 where the hardware runs it natively and the network is big enough
+    to profit, else fp32), "exact"/"fp32" or "bf16". The result's `precision` says which ran.
     incremental=False recomputes whole images (the plain method, for comparison).
     progress(done, total) is called after every batch.
     """
@@ -434,8 +439,8 @@ def occlusion_map(
     window_hw, stride_hw = _pair(window), _pair(stride)
     boxes = occluder_boxes(tuple(x.shape[-2:]), window_hw, stride_hw)
     fill = _baseline_tensor(model, x, baseline)
-    resolved = prec.resolve(precision, model.device)
-    engine = _Incremental(_chain(model), x, fill, boxes, window_hw, DENSE_SHARE if incremental else -1.0)
+    engine = _Incremental(_chain(model), x, fill, boxes, window_hw, DENSE_SHARE if incremental else -1.0, model.device)
+    resolved = _resolve(precision, model, engine)
     n_y, n_x = boxes.shape[:2]
     iy, ix = (a.ravel() for a in np.meshgrid(np.arange(n_y), np.arange(n_x), indexing="ij"))
     chunks = []
@@ -457,6 +462,13 @@ def occlusion_map(
     return OcclusionResult(logits.numpy(), base.cpu().numpy(), boxes, window_hw, stride_hw, resolved)
 
 
+def _resolve(precision: str, model: LoadedModel, engine: _Incremental) -> str:
+    resolved = prec.resolve(precision, model.device)
+    if precision == "auto" and engine.macs_per_position(model) < AUTO_BF16_MIN_MACS:
+        return "fp32"
+    return resolved
+
+
 def estimate_seconds(
     model: LoadedModel, window: int | Sequence[int], stride: int | Sequence[int], precision: str = "auto"
 ) -> float:
@@ -464,23 +476,28 @@ def estimate_seconds(
 
     Work is counted in multiply-adds per position (patches + dense rest) and divided by
     the speed of the latest run with this model and precision; before any run, by the
-    speed of a plain forward pass of two images (timed once). Roughly ±50 %: other
-    sessions share the CPU.
+    speed of a plain batched forward pass (timed once). Roughly ±50 %: other sessions
+    share the CPU.
     """
-    resolved = prec.resolve(precision, model.device)
     size = (model.input_size, model.input_size)
     x = torch.zeros(1, model.channels, *size)
     window_hw = _pair(window)
-    engine = _Incremental(_chain(model), x, x, occluder_boxes(size, window_hw, stride), window_hw, DENSE_SHARE)
+    engine = _Incremental(
+        _chain(model), x, x, occluder_boxes(size, window_hw, stride), window_hw, DENSE_SHARE, model.device
+    )
     n_positions = math.prod(engine.boxes.shape[:2])
+    resolved = _resolve(precision, model, engine)
     key = (model.name, resolved)
     if key not in _SPEED:
-        dense = _Incremental(_chain(model), x, x, engine.boxes[:1, :1], window_hw, -1.0).macs_per_position(model)
+        dense = _Incremental(_chain(model), x, x, engine.boxes[:1, :1], window_hw, -1.0, model.device)
+        macs = dense.macs_per_position(model)
+        n = int(np.clip(round(2e9 / max(macs, 1)), 1, 256))  # a batch worth timing: ~2 GMAC
+        batch = x.expand(n, -1, -1, -1).to(model.device, memory_format=torch.channels_last)
         with torch.no_grad(), prec.autocast(model.device, resolved), model.lock:
-            model.module(x.expand(2, -1, -1, -1).contiguous(memory_format=torch.channels_last))  # warm-up
+            model.module(batch)  # warm-up
             start = time.perf_counter()
-            model.module(x.expand(2, -1, -1, -1).contiguous(memory_format=torch.channels_last))
-            _SPEED[key] = 2 * dense / max(time.perf_counter() - start, 1e-6)
+            model.module(batch).cpu()
+            _SPEED[key] = n * macs / max(time.perf_counter() - start, 1e-6)
     return n_positions * engine.macs_per_position(model) / _SPEED[key]
 
 
