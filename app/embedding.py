@@ -353,6 +353,7 @@ def _write_atomic(path: Path, payload: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; other app processes/users read it too
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

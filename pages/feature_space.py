@@ -79,10 +79,12 @@ def _place(map_key: str, input_key: str, fmap: E.Map, feats: np.ndarray) -> np.n
     return _results().get_or_compute(("place", map_key, input_key), lambda: fmap.transform(feats)[0])
 
 
-def _figure(coords: np.ndarray, groups: list[str], you: np.ndarray, title: str) -> go.Figure:
-    """One WebGL trace per label (a legend to toggle classes) and the user's image as a star."""
+def _figure(coords: np.ndarray, groups: list[str], hover: list[str], you: np.ndarray, title: str) -> go.Figure:
+    """One WebGL trace per label (a legend to toggle classes) and the user's image as a star.
+
+    customdata carries each point's index in the data set, so a click finds its image."""
     fig = go.Figure()
-    names = np.asarray(groups)
+    names, texts = np.asarray(groups), np.asarray(hover)
     for name in sorted(set(groups)):
         idx = np.flatnonzero(names == name)
         fig.add_trace(
@@ -93,7 +95,8 @@ def _figure(coords: np.ndarray, groups: list[str], you: np.ndarray, title: str) 
                 name=name,
                 marker={"size": 4 if len(coords) > 2000 else 8, "opacity": 0.75},
                 customdata=idx,
-                hovertemplate=f"{name}<br>#%{{customdata}}<extra></extra>",
+                text=texts[idx],
+                hovertemplate=f"{name}<br>%{{text}}<extra></extra>",
             )
         )
     fig.add_trace(
@@ -167,8 +170,9 @@ try:
         fmap, labels, feats, preds, pix, thumbs = _fashion_map(sel.model_name, method, perplexity, progress)
         done()
         groups = [model.labels[i] for i in labels]
-        map_key = f"fashion:{method}:{perplexity}:{E.weights_digest(model)[:12]}"
         label_kind = "true label"
+        hover = [f"test image #{i}" for i in range(len(labels))]
+        data_key = f"fashion:{sel.model_name}:{E.weights_digest(model)}"
     else:
         uploads = st.file_uploader(
             "Images (2–500), or a .zip of them",
@@ -195,11 +199,13 @@ try:
         label_kind = "folder" if folder_labels else "predicted class"
         groups = folder_labels or [model.labels[i] for i in preds]
         thumbs = collection.images
-        map_key = f"{sel.model_name}:{collection.key}:{method}:{perplexity}"
+        hover = collection.names
+        data_key = f"{sel.model_name}:{collection.key}"
 except LensError as exc:
     common.show_lens_error(exc)
     st.stop()
 
+map_key = f"{data_key}:{method}:{perplexity}"
 mine = sel.analysis("app.embedding:features")
 mine_pixels = sel.analysis("app.embedding:pixels", size=PIXEL_SIDE if model.input_size > PIXEL_SIDE else None)
 you = _place(map_key, sel.input_key, fmap, mine)
@@ -210,7 +216,7 @@ if method == "pca":
 else:
     title = f"t-SNE (perplexity {fmap.params['perplexity']:g}), coloured by {label_kind}"
 event = st.plotly_chart(
-    _figure(fmap.coords, groups, you, title),
+    _figure(fmap.coords, groups, hover, you, title),
     width="stretch",
     on_select="rerun",
     selection_mode="points",
@@ -226,22 +232,25 @@ st.caption(
     )
 )
 
-points = [p for p in (event.selection.points if event else []) if "customdata" in p]
+points = [p for p in (event["selection"]["points"] if event else []) if "customdata" in p]
 if points:
     picked = points[0]["customdata"]
     picked = int(picked[0] if isinstance(picked, list) else picked)
     c1, c2 = st.columns([1, 3])
     c1.image(_thumb(thumbs[picked]), width="stretch")
     c2.markdown(
-        f"**#{picked}** · {label_kind}: **{groups[picked]}** · the network predicts: **{model.labels[preds[picked]]}**"
+        f"**{hover[picked]}** · {label_kind}: **{groups[picked]}** · "
+        f"the network predicts: **{model.labels[preds[picked]]}**"
     )
 
 st.subheader("Nearest neighbours of your image")
 c1, c2 = st.columns(2)
 k = c1.slider("How many", 1, 24, 8, key="fs_k")
 metric = c2.selectbox("Distance", list(METRICS), format_func=METRICS.get, key="fs_metric")
-f_idx, f_dist = E.nearest(mine[0], feats, k, metric)
-p_idx, p_dist = E.nearest(mine_pixels[0], pix, k, metric)
+f_idx, f_dist, p_idx, p_dist = _results().get_or_compute(
+    ("neighbours", data_key, sel.input_key, k, metric),
+    lambda: (*E.nearest(mine[0], feats, k, metric), *E.nearest(mine_pixels[0], pix, k, metric)),
+)
 left, right = st.columns(2)
 with left:
     _neighbours("In the network's feature space", f_idx, f_dist, thumbs, groups)

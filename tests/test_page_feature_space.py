@@ -73,9 +73,19 @@ def test_fashion_map_pca_then_tsne_with_neighbours(small_fashion_set):
     labels = {c.split(" · ")[0] for c in captions}
     assert labels <= set(CLASSES)
 
+    # a click on the map (the chart's selection state, as the browser sends it)
+    (chart_key,) = [k for k in at.session_state if str(k).startswith("fs_map_")]
+    point = {"curve_number": 0, "point_index": 0, "customdata": 7, "x": 0.0, "y": 0.0}
+    at.session_state[chart_key] = {"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    _, labels = load_fashion_mnist("test")
+    shown = [m.value for m in at.markdown if m.value.startswith("**test image #7**")]
+    assert shown and f"true label: **{CLASSES[labels[7]]}**" in shown[0] and "the network predicts" in shown[0]
+
     at.slider(key="fs_k").set_value(3).run()
     at.selectbox(key="fs_metric").set_value("cosine").run()
-    assert not at.exception and len(at.get("image")) == 2 * 3
+    assert not at.exception and len(at.get("image")) == 2 * 3 + 1  # neighbours + the clicked image
 
     at.radio(key="fs_method").set_value("tsne").run()
     at.select_slider(key="fs_perplexity").set_value(10).run()
