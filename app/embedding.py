@@ -40,11 +40,11 @@ Progress = Callable[[int, int], None]  # (done, total), as in app.cache
 Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
 # openTSNE threads. One: the app's CPU is shared by many sessions, and there OpenMP
-# threads waiting for each other made t-SNE 2-10x slower than one thread (measured,
-# benchmarks/embedding.py); on an idle machine two threads gain less than 2x.
+# threads spin-waiting for each other made t-SNE 4-8x slower than one thread (measured
+# on a loaded 2-core CPU; with OMP_WAIT_POLICY=PASSIVE two threads were merely no faster).
 N_JOBS = 1
 FFT_FROM = 10_000  # points from which FFT gradients beat Barnes-Hut (openTSNE's "auto" rule)
-_BIG_INPUT_BATCH = 16  # VGG-sized inputs: bounds activation memory (~1.6 GB at 224x224 fp32)
+_BIG_INPUT_BATCH = 16  # VGG-sized inputs: bounds activation memory (about 0.4 GB for 16 at 224x224)
 _STORE_VERSION = 2  # bump when the stored format or the computation changes
 
 _graphs: weakref.WeakKeyDictionary[LoadedModel, torch.nn.Module] = weakref.WeakKeyDictionary()

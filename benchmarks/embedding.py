@@ -56,7 +56,10 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=2000, help="points for the openTSNE vs scikit-learn race")
     parser.add_argument("--collection", type=int, default=200, help="photos for the VGG-16 collection")
     args = parser.parse_args()
-    print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (PASSIVE avoids threads spinning on a busy CPU)"
+    )
 
     try:
         fashion = get_model("fashion_cnn")
