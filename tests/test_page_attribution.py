@@ -1,0 +1,105 @@
+"""AppTest of the attribution page: every tab renders for both models and follows its widgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from app import attribution as attr
+from app.images import load_image
+from app.models import LoadedModel, get_model
+from tests.conftest import photo, png_bytes
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "attribution.py")
+IMAGE = png_bytes(photo((96, 64), seed=2))
+
+
+def _app(model: str, tab: str | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    at.session_state["model_name"] = model
+    at.session_state["image_bytes"] = IMAGE
+    if tab:
+        at.session_state["attr_tab"] = tab
+    return at.run()
+
+
+def _ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _model_input(name: str = "fashion_cnn") -> tuple[LoadedModel, torch.Tensor]:
+    """What the page sees: the same model (fallbacks included) and the same decoded image."""
+    model = get_model(name)  # trained weights: the same network the page loads
+    return model, model.preprocess(load_image(IMAGE))
+
+
+def _charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def _downloads(at: AppTest) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
+def test_fashion_saliency_tab_defaults_to_the_prediction_and_offers_smoothgrad() -> None:
+    at = _ok(_app("fashion_cnn"))
+    assert at.title[0].value == "Which pixels matter?"
+    assert [t.label for t in at.tabs] == ["Saliency", "Guided backprop", "Grad-CAM", "Compare"]
+    target = at.selectbox(key="attr_target_fashion_cnn")
+    model, x = _model_input()
+    predicted = target.value
+    assert predicted == int(model.logits(x)[0].argmax())
+    assert len(_charts(at)) == 2  # alone and overlay
+    assert _downloads(at) == ["PNG", ".npy", "PNG", ".npy"]
+
+    at.toggle(key="attr_smooth").set_value(True).run()
+    at.slider(key="attr_sg_samples").set_value(4).run()
+    _ok(at)
+    assert any("SmoothGrad" in m.value for m in at.caption)
+    assert len(_charts(at)) == 2
+
+    other = (predicted + 1) % 10
+    at.selectbox(key="attr_target_fashion_cnn").set_value(other).run()
+    _ok(at)
+    options = at.selectbox(key="attr_target_fashion_cnn").options
+    assert "predicted" in options[predicted] and "predicted" not in options[other]
+
+
+def test_fashion_guided_backprop_for_a_channel_defaults_to_the_most_active() -> None:
+    at = _ok(_app("fashion_cnn", "Guided backprop"))
+    assert len(_charts(at)) == 2  # signed picture, magnitude
+    at.radio(key="attr_gb_mode").set_value("one channel of a layer").run()
+    at.selectbox(key="attr_gb_layer_fashion_cnn").set_value("relu1_2").run()
+    _ok(at)
+    model, x = _model_input()
+    channel = at.number_input(key="attr_gb_channel_fashion_cnn_relu1_2")
+    assert channel.value == attr.most_active_channel(model, x, "relu1_2")
+    assert len(_charts(at)) == 2
+    channel.set_value(3).run()
+    _ok(at)
+    assert any("Channel 3" in c.value for c in at.caption)
+
+
+def test_fashion_grad_cam_at_another_layer_and_compare() -> None:
+    at = _ok(_app("fashion_cnn", "Grad-CAM"))
+    assert len(_charts(at)) == 4  # Grad-CAM alone + overlay, guided Grad-CAM signed + magnitude
+    at.selectbox(key="attr_cam_layer_fashion_cnn").set_value("pool1").run()
+    _ok(at)
+    assert any("14×14 grid" in c.value for c in at.caption)
+    at.session_state["attr_tab"] = "Compare"
+    _ok(at.run())
+    assert len(_charts(at)) == 4
+    assert len(_downloads(at)) == 8
+    assert any("Rank correlation" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tab", ["Compare", "Guided backprop"])
+def test_vgg_tabs_render(tab: str) -> None:
+    at = _ok(_app("vgg16", tab))
+    assert len(_charts(at)) == (4 if tab == "Compare" else 2)
+    assert len(at.selectbox(key="attr_target_vgg16").options) == 1000
