@@ -3,9 +3,9 @@
 `train()` is the plain, synchronous loop (notebooks, tests): it reports a `Point`
 (loss and accuracy on the training chunk and on a held-out test subset) every
 `chunk` batches and checks a stop flag between batches, so stopping takes at most
-one batch. `start()` runs it in a background thread, which is what the page uses:
-the Streamlit script keeps redrawing the curves from `Run.history` while the
-thread trains.
+one batch. `start()` runs it in the background (a separate one-thread process,
+mirrored by a thread), which is what the page uses: the Streamlit script keeps
+redrawing the curves from `Run.history` while the network trains.
 
 A server has few cores, so `Slots` caps how many trainings run at once (default:
 one per core, `$CNN_LENS_MAX_TRAININGS` overrides); a run that finds every slot
@@ -15,8 +15,11 @@ network: the shipped weights and the shared models are never touched.
 
 from __future__ import annotations
 
+import io
 import math
+import multiprocessing as mp
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -231,17 +234,66 @@ class Run:
             self.thread.join(timeout)
 
 
-def _work(run: Run, slots: Slots) -> None:
+def _child(config: TrainConfig, messages, stop) -> None:
+    """Training process: one intra-op thread, metrics and the final weights sent back as messages."""
+    torch.set_num_threads(1)
+    try:
+        net, _, outcome = train(config, lambda p: messages.put(("point", p)), stop)
+        buf = io.BytesIO()  # plain bytes: tensors sent as shared memory vanish when this process exits
+        torch.save(net.state_dict(), buf)
+        messages.put(("done", outcome, buf.getvalue()))
+    except Exception as exc:  # reported to the page, not lost with the process
+        messages.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _train_in_process(run: Run) -> None:
+    """Run `train` in a spawned process and mirror its messages into `run`.
+
+    A separate process gets its own PyTorch thread pool of one thread: sharing the
+    server's pool made two busy cores about ten times slower (threads waiting on
+    each other), and a process cannot slow down the analyses other sessions run.
+    """
+    ctx = mp.get_context("spawn")
+    messages, stop = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_child, args=(run.config, messages, stop), daemon=True, name="cnn-lens-training")
+    proc.start()
+    try:
+        while True:
+            if run.stop_event.is_set():
+                stop.set()
+            try:
+                msg = messages.get(timeout=0.2)
+            except queue.Empty:
+                if not proc.is_alive() and messages.empty():
+                    raise RuntimeError(f"the training process ended unexpectedly (exit code {proc.exitcode})") from None
+                continue
+            if msg[0] == "point":
+                run.history.append(msg[1])
+            elif msg[0] == "done":
+                net = build_model(run.config)
+                net.load_state_dict(torch.load(io.BytesIO(msg[2]), weights_only=True))
+                run.net, run.state = net.eval(), msg[1]
+                return
+            else:
+                raise RuntimeError(msg[1])
+    finally:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _work(run: Run, slots: Slots, isolated: bool) -> None:
     if not slots.acquire(run.stop_event):
         run.state = "stopped"
         return
     try:
         run.state = "running"
         start = time.perf_counter()
-        net, _, outcome = train(run.config, run.history.append, run.stop_event)
+        if isolated:
+            _train_in_process(run)
+        else:
+            run.net, _, run.state = train(run.config, run.history.append, run.stop_event)
         run.seconds = time.perf_counter() - start
-        run.net = net
-        run.state = outcome
     except Exception as exc:  # the page shows it; the server thread must not die silently
         run.error = f"{type(exc).__name__}: {exc}"
         run.state = "failed"
@@ -249,10 +301,14 @@ def _work(run: Run, slots: Slots) -> None:
         slots.release()
 
 
-def start(config: TrainConfig, slots: Slots = SLOTS) -> Run:
-    """Start training in a daemon thread and return at once; poll the Run for progress."""
+def start(config: TrainConfig, slots: Slots = SLOTS, isolated: bool = True) -> Run:
+    """Start training in the background and return at once; poll the Run for progress.
+
+    isolated=True (the app) trains in a separate process with one thread; False
+    trains in a thread of this process (quicker to start, for tests and notebooks).
+    """
     run = Run(config)
-    run.thread = threading.Thread(target=_work, args=(run, slots), daemon=True, name="cnn-lens-training")
+    run.thread = threading.Thread(target=_work, args=(run, slots, isolated), daemon=True, name="cnn-lens-training")
     run.thread.start()
     return run
 

@@ -40,7 +40,7 @@ if submitted and not busy:
     )
     runs.append(training.start(config))
     del runs[:-MAX_RUNS]
-    busy = True
+    st.rerun()  # redraw with the form disabled and the live view polling
 
 
 def _curves(metric: str, title: str) -> go.Figure:

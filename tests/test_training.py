@@ -48,8 +48,9 @@ def test_huge_learning_rate_is_reported_as_diverged() -> None:
     assert outcome == "diverged" and len(history) == 1
 
 
-def test_stop_ends_a_run_cleanly() -> None:
-    run = training.start(LONG, Slots(1))
+@pytest.mark.parametrize("isolated", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["thread", "process"])
+def test_stop_ends_a_run_cleanly(isolated: bool) -> None:
+    run = training.start(LONG, Slots(1), isolated=isolated)
     _wait_for(lambda: len(run.history) >= 1)
     run.stop()
     run.join(30)
@@ -86,15 +87,17 @@ def test_slots_never_exceed_the_limit() -> None:
 
 def test_second_run_waits_for_a_free_slot_and_can_be_cancelled() -> None:
     slots = Slots(1)
-    first = training.start(LONG, slots)
+    first = training.start(LONG, slots, isolated=False)
     _wait_for(lambda: first.state == "running")
-    second = training.start(TINY, slots)
+    second = training.start(TINY, slots, isolated=False)
     time.sleep(0.5)
     assert second.state == "waiting" and slots.running == 1
     second.stop()  # leaving the queue
     second.join(5)
     assert second.state == "stopped" and second.history == []
-    third = training.start(TrainConfig(train_size=64, test_size=20, epochs=1, batch_size=32, width=4), slots)
+    third = training.start(
+        TrainConfig(train_size=64, test_size=20, epochs=1, batch_size=32, width=4), slots, isolated=False
+    )
     time.sleep(0.3)
     assert third.state == "waiting"
     first.stop()
@@ -102,6 +105,7 @@ def test_second_run_waits_for_a_free_slot_and_can_be_cancelled() -> None:
     assert first.state == "stopped" and third.state == "finished" and slots.running == 0
 
 
+@pytest.mark.slow  # a spawned training process: ~5-10 s to start on busy cores
 def test_trained_run_becomes_a_model_the_pages_can_use() -> None:
     run = training.start(TrainConfig(train_size=64, test_size=20, epochs=1, batch_size=32, width=4), Slots(1))
     run.join(60)
