@@ -246,7 +246,7 @@ def _child(config: TrainConfig, messages, stop) -> None:
         messages.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def _train_in_process(run: Run) -> None:
+def _train_in_process(run: Run) -> tuple[nn.Module, Outcome]:
     """Run `train` in a spawned process and mirror its messages into `run`.
 
     A separate process gets its own PyTorch thread pool of one thread: sharing the
@@ -272,8 +272,7 @@ def _train_in_process(run: Run) -> None:
             elif msg[0] == "done":
                 net = build_model(run.config)
                 net.load_state_dict(torch.load(io.BytesIO(msg[2]), weights_only=True))
-                run.net, run.state = net.eval(), msg[1]
-                return
+                return net.eval(), msg[1]
             else:
                 raise RuntimeError(msg[1])
     finally:
@@ -290,10 +289,11 @@ def _work(run: Run, slots: Slots, isolated: bool) -> None:
         run.state = "running"
         start = time.perf_counter()
         if isolated:
-            _train_in_process(run)
+            net, outcome = _train_in_process(run)
         else:
-            run.net, _, run.state = train(run.config, run.history.append, run.stop_event)
-        run.seconds = time.perf_counter() - start
+            net, _, outcome = train(run.config, run.history.append, run.stop_event)
+        run.seconds, run.net = time.perf_counter() - start, net
+        run.state = outcome  # last: the page treats a final state as "everything is filled in"
     except Exception as exc:  # the page shows it; the server thread must not die silently
         run.error = f"{type(exc).__name__}: {exc}"
         run.state = "failed"
