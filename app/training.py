@@ -15,15 +15,18 @@ network: the shipped weights and the shared models are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-import multiprocessing as mp
 import os
-import queue
+import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -36,6 +39,7 @@ from app.layers import layer_table, with_shapes
 from app.models import MODEL_NAMES, LoadedModel
 from models.fashion_cnn import CLASSES, MEAN, STD, FashionCNN
 
+REPO = Path(__file__).resolve().parent.parent
 Optimiser = Literal["SGD", "SGD + momentum", "Adam"]
 Outcome = Literal["finished", "stopped", "diverged"]
 OPTIMISERS: tuple[Optimiser, ...] = ("SGD", "SGD + momentum", "Adam")
@@ -234,50 +238,78 @@ class Run:
             self.thread.join(timeout)
 
 
-def _child(config: TrainConfig, messages, stop) -> None:
-    """Training process: one intra-op thread, metrics and the final weights sent back as messages."""
+def _worker_main() -> None:
+    """Entry point of the training process (`python -c ... <fd>`), see `_train_in_process`.
+
+    argv[2] is the pickled config (hex). One byte on stdin, or its end of file, means
+    "stop": if the server dies, the closed pipe stops the training too. stdin is read
+    with os.read (no buffered-reader lock left held at exit). Messages go to the pipe
+    whose descriptor is argv[1], never to stdout, so stray prints cannot corrupt them.
+    """
+    out = os.fdopen(int(sys.argv[1]), "wb")
+    config = pickle.loads(bytes.fromhex(sys.argv[2]))
+    stop = threading.Event()
+    threading.Thread(target=lambda: (os.read(0, 1), stop.set()), daemon=True).start()
+
+    def send(message: tuple) -> None:
+        pickle.dump(message, out)
+        out.flush()
+
     torch.set_num_threads(1)
     try:
-        net, _, outcome = train(config, lambda p: messages.put(("point", p)), stop)
-        buf = io.BytesIO()  # plain bytes: tensors sent as shared memory vanish when this process exits
+        net, _, outcome = train(config, lambda p: send(("point", p)), stop)
+        buf = io.BytesIO()
         torch.save(net.state_dict(), buf)
-        messages.put(("done", outcome, buf.getvalue()))
+        send(("done", outcome, buf.getvalue()))
     except Exception as exc:  # reported to the page, not lost with the process
-        messages.put(("error", f"{type(exc).__name__}: {exc}"))
+        send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def _train_in_process(run: Run) -> tuple[nn.Module, Outcome]:
-    """Run `train` in a spawned process and mirror its messages into `run`.
+    """Run `train` in a fresh Python process and mirror its messages into `run`.
 
     A separate process gets its own PyTorch thread pool of one thread: sharing the
     server's pool made two busy cores about ten times slower (threads waiting on
     each other), and a process cannot slow down the analyses other sessions run.
+    It is a plain subprocess, not multiprocessing: multiprocessing's "spawn" re-runs
+    the main module in the child, and inside Streamlit that is the page script.
     """
-    ctx = mp.get_context("spawn")
-    messages, stop = ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=_child, args=(run.config, messages, stop), daemon=True, name="cnn-lens-training")
-    proc.start()
+    read_fd, write_fd = os.pipe()
+    code = "from app.training import _worker_main; _worker_main()"
+    args = [sys.executable, "-c", code, str(write_fd), pickle.dumps(run.config).hex()]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, pass_fds=(write_fd,), cwd=REPO)
+    os.close(write_fd)
+
+    def forward_stop() -> None:
+        while proc.poll() is None:
+            if run.stop_event.wait(0.2):
+                with contextlib.suppress(OSError):
+                    proc.stdin.write(b"s")
+                    proc.stdin.flush()
+                return
+
+    threading.Thread(target=forward_stop, daemon=True).start()
     try:
-        while True:
-            if run.stop_event.is_set():
-                stop.set()
-            try:
-                msg = messages.get(timeout=0.2)
-            except queue.Empty:
-                if not proc.is_alive() and messages.empty():
-                    raise RuntimeError(f"the training process ended unexpectedly (exit code {proc.exitcode})") from None
-                continue
-            if msg[0] == "point":
-                run.history.append(msg[1])
-            elif msg[0] == "done":
-                net = build_model(run.config)
-                net.load_state_dict(torch.load(io.BytesIO(msg[2]), weights_only=True))
-                return net.eval(), msg[1]
-            else:
-                raise RuntimeError(msg[1])
+        with os.fdopen(read_fd, "rb") as messages:
+            while True:
+                try:
+                    msg = pickle.load(messages)
+                except EOFError:
+                    raise RuntimeError(f"the training process ended unexpectedly (exit code {proc.wait()})") from None
+                if msg[0] == "point":
+                    run.history.append(msg[1])
+                elif msg[0] == "done":
+                    net = build_model(run.config)
+                    net.load_state_dict(torch.load(io.BytesIO(msg[2]), weights_only=True))
+                    return net.eval(), msg[1]
+                else:
+                    raise RuntimeError(msg[1])
     finally:
-        proc.join(10)
-        if proc.is_alive():
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
             proc.kill()
 
 

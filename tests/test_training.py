@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import types
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ TINY = TrainConfig(train_size=512, test_size=200, epochs=2, batch_size=32, width
 LONG = TrainConfig(train_size=10_000, test_size=100, epochs=10, batch_size=32, width=4, chunk=2)
 
 
-def _wait_for(condition, timeout: float = 60.0) -> None:
+def _wait_for(condition, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < end, "timed out"
@@ -106,9 +108,16 @@ def test_second_run_waits_for_a_free_slot_and_can_be_cancelled() -> None:
 
 
 @pytest.mark.slow  # a spawned training process: ~5-10 s to start on busy cores
-def test_trained_run_becomes_a_model_the_pages_can_use() -> None:
+def test_trained_run_becomes_a_model_the_pages_can_use(monkeypatch, tmp_path) -> None:
+    # Streamlit makes the running page script the __main__ module; the training process must not re-run it.
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit(3)\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
     run = training.start(TrainConfig(train_size=64, test_size=20, epochs=1, batch_size=32, width=4), Slots(1))
-    run.join(60)
+    run.join(120)
+    assert run.state == "finished", run.error
     model = training.as_loaded_model(run)
     assert model.name == "fashion_cnn" and "this session" in model.weights
     assert model.layers[-1].kind == "fc" and model.layers[-1].out_shape == (10,)
