@@ -55,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", type=int, default=2000, help="points for the openTSNE vs scikit-learn race")
     parser.add_argument("--collection", type=int, default=200, help="photos for the VGG-16 collection")
+    parser.add_argument("--sklearn-10k", action="store_true", help="also time scikit-learn on all 10k points (minutes)")
     args = parser.parse_args()
     print(
         f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}, "
@@ -102,6 +103,15 @@ def main() -> None:
         place_cpu = cpu()
         t_place2, _ = timed(lambda: fmap.transform(E.features(fashion, [photo((90, 90), seed=4)])))
         print(f"placing one new image into the 10k map: {t_place:.2f} s {place_cpu}, again {t_place2:.2f} s {cpu()}")
+
+    if args.sklearn_10k:
+        t_sk10, _ = timed(lambda: TSNE(perplexity=30, init="pca", random_state=0).fit_transform(feats))
+        sk10_cpu = cpu()
+        t_open10, _ = timed(lambda: E.tsne_map(feats))
+        print(
+            f"t-SNE of all 10k points: openTSNE {t_open10:.1f} s {cpu()}, scikit-learn {t_sk10:.1f} s {sk10_cpu} "
+            f"-> openTSNE {t_sk10 / t_open10:.1f}x faster"
+        )
 
     sub = np.random.default_rng(0).choice(len(feats), args.subset, replace=False)
     x = feats[sub].astype(np.float64)
