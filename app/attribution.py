@@ -255,8 +255,26 @@ def most_active_channel(model: LoadedModel, x: torch.Tensor, layer: str) -> int:
 
 
 def last_conv(model: LoadedModel) -> str:
-    """Name of the last convolution: Grad-CAM's usual layer (most semantic, still spatial)."""
+    """Name of the last convolution: the most abstract features that still form a grid."""
     return [row.name for row in model.layers if row.kind == "conv"][-1]
+
+
+def default_cam_layer(model: LoadedModel) -> str:
+    """Grad-CAM's default layer: the rectified output of the last convolution (relu5_3 in
+    VGG-16, relu2_2 in the Fashion CNN), the feature maps Selvaraju et al. use.
+
+    Not the raw conv output: with batch norm it comes before the normalisation,
+    whose scale and shift change the sign of what the class "wants", and in the
+    trained Fashion CNN Grad-CAM at conv2_2 was all zero for every test image.
+    """
+    rows = model.layers
+    last = [row.name for row in rows].index(last_conv(model))
+    for row in rows[last + 1 :]:
+        if row.kind == "relu" and row.spatial:
+            return row.name
+        if row.kind not in ("bn", "dropout"):
+            break
+    return rows[last].name
 
 
 def spatial_layers(model: LoadedModel) -> list[str]:
@@ -265,7 +283,7 @@ def spatial_layers(model: LoadedModel) -> list[str]:
 
 
 def _cam_layer(model: LoadedModel, layer: str | None) -> str:
-    layer = layer or last_conv(model)
+    layer = layer or default_cam_layer(model)
     if not model.layer(layer).spatial:
         raise ValueError(f"Grad-CAM needs a spatial layer; {layer} has output shape {model.layer(layer).out_shape}")
     return layer
@@ -289,7 +307,7 @@ def _plain_pass(
 
 
 def grad_cam(model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None) -> np.ndarray:
-    """Selvaraju et al.'s Grad-CAM at `layer` (default: the last conv), [H, W] at input size.
+    """Selvaraju et al.'s Grad-CAM at `layer` (default: `default_cam_layer`), [H, W] at input size.
 
     Each channel of the layer is weighted by the mean gradient of the class score
     over its map (how much the class wants more of that channel), the weighted

@@ -52,7 +52,7 @@ def test_image() -> Image.Image:
 
 def captum_maps(model: LoadedModel, x: torch.Tensor, target: int) -> dict[str, Callable[[], np.ndarray]]:
     net = model.module
-    layer = net.get_submodule(model.layer(attr.last_conv(model)).path)
+    layer = net.get_submodule(model.layer(attr.default_cam_layer(model)).path)
     sigma = NOISE * float(x.max() - x.min())
 
     def run(fn: Callable[[], torch.Tensor]) -> Callable[[], np.ndarray]:

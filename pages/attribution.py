@@ -146,7 +146,7 @@ def compute(func: str, message: str, **params):
         return sel.analysis(func, **params)
 
 
-cam_default = attr.last_conv(model)
+cam_default = attr.default_cam_layer(model)
 tabs = st.tabs(["Saliency", "Guided backprop", "Grad-CAM", "Compare"], key="attr_tab", on_change="rerun")
 maps = compute("app.attribution:class_maps", f"Computing the maps for '{label}'…", target=target, layer=cam_default)
 
@@ -224,7 +224,8 @@ with tabs[2]:
             layers,
             index=layers.index(cam_default),
             key=f"attr_cam_layer_{sel.model_name}",
-            help=f"Default: {cam_default}, the last convolution (most abstract features that still have a grid).",
+            help=f"Default: {cam_default}, the rectified output of the last convolution: the most abstract "
+            "features that still form a grid.",
         )
         if layer == cam_default:
             cam = maps["Grad-CAM"]

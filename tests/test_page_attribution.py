@@ -9,6 +9,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from app import attribution as attr
+from app.fashion import fashion_input, looks_like_fashion_mnist
 from app.images import load_image
 from app.models import LoadedModel, get_model
 from tests.conftest import photo, png_bytes
@@ -34,7 +35,9 @@ def _ok(at: AppTest) -> AppTest:
 def _model_input(name: str = "fashion_cnn") -> tuple[LoadedModel, torch.Tensor]:
     """What the page sees: the same model (fallbacks included) and the same decoded image."""
     model = get_model(name)  # trained weights: the same network the page loads
-    return model, model.preprocess(load_image(IMAGE))
+    image = load_image(IMAGE)
+    intake = "dataset" if looks_like_fashion_mnist(image) else "photo"  # what pages/common.py picks on "auto"
+    return model, fashion_input(model, image, intake)[1]
 
 
 def _charts(at: AppTest) -> list:
