@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ import streamlit as st
 import torch
 
 from app.activations import activations
+from app.errors import LensError
 from app.lru import ResultStore
 from app.models import LoadedModel, get_model_or_untrained
 
@@ -28,9 +30,36 @@ Progress = Callable[[int, int], None]
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…")
-def model(name: str) -> tuple[LoadedModel, str | None]:
-    """(model, warning): the warning explains a fallback to untrained weights."""
+def _shared_model(name: str) -> tuple[LoadedModel, str | None]:
     return get_model_or_untrained(name)
+
+
+@st.cache_resource
+def _session_models() -> ResultStore:
+    """Networks users trained in the browser, under unguessable keys; bounded and expiring."""
+    return ResultStore(max_entries=16, ttl=4 * 3600)
+
+
+def register_session_model(net: LoadedModel) -> str:
+    """Key under which the analyses find a session's own network ("fashion_cnn@<random>")."""
+    key = f"{net.name}@{secrets.token_hex(8)}"
+    _session_models().put(key, net)
+    return key
+
+
+def session_model(key: str) -> LoadedModel | None:
+    hit, net = _session_models().get(key)
+    return net if hit else None
+
+
+def model(name: str) -> tuple[LoadedModel, str | None]:
+    """(model, warning) for a shipped model name or a session key; the warning explains a fallback."""
+    if "@" in name:
+        net = session_model(name)
+        if net is None:
+            raise LensError("Your trained network has expired; train it again on the Live training page.")
+        return net, None
+    return _shared_model(name)
 
 
 @st.cache_data(max_entries=256, ttl=3600, show_spinner="Running the network on your image…")

@@ -48,8 +48,25 @@ def _decode(data: bytes) -> Image.Image:
     return load_image(data)
 
 
+def _session_network(name: str) -> tuple[str, LoadedModel] | None:
+    """The network this user trained on the Live training page, if they chose to use it."""
+    net = st.session_state.get("session_model") if name == "fashion_cnn" else None
+    if net is None:
+        return None
+    key = st.session_state.get("session_model_key")
+    if key is None or cache.session_model(key) is not net:
+        key = cache.register_session_model(net)
+        st.session_state["session_model_key"] = key
+    st.info(f"Showing **{net.title}** ({net.weights}). Go back to the shipped one on the Live training page.")
+    return key, net
+
+
 def current_model() -> tuple[str, LoadedModel]:
+    """(cache key, model): the sidebar's model, or the user's own trained network."""
     name = st.session_state.get("model_name", "vgg16")
+    own = _session_network(name)
+    if own is not None:
+        return own
     loaded, warning = cache.model(name)
     if warning:
         st.warning(

@@ -147,7 +147,7 @@ st.caption(
     "neighbours show which images the network finds most like yours."
 )
 
-sources = [FASHION_SET, OWN_SET] if sel.model_name == "fashion_cnn" else [OWN_SET]
+sources = [FASHION_SET, OWN_SET] if sel.model.name == "fashion_cnn" else [OWN_SET]
 left, mid, right = st.columns([3, 2, 2])
 source = left.radio("Data set", sources, key=f"fs_source_{sel.model_name}", horizontal=True)
 method = mid.radio("Map", ["tsne", "pca"], format_func={"tsne": "t-SNE", "pca": "PCA"}.get, key="fs_method")

@@ -12,11 +12,14 @@ ENTRY = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 def open_page(model_name: str, page: str | None = None, timeout: float = 180) -> AppTest:
     """The app with `model_name` chosen, the first sample image, and `page` shown."""
     at = AppTest.from_file(ENTRY, default_timeout=timeout)
+    # Preset through session state: changing the sidebar's model select inside AppTest
+    # swaps sidebar widgets, and AppTest then loses the sidebar from its element tree.
+    at.session_state["model_name"] = model_name
     at.run()
-    at.selectbox(key="model_name").set_value(model_name).run()
     if page:
         at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["model_name"] == model_name
     return at
 
 

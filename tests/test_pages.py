@@ -45,3 +45,15 @@ def test_filters_page(model_name):
     assert at.title[0].value == "Filters"
     assert len(plotly_charts(at)) == 2
     assert not at.exception
+
+
+def test_a_network_trained_in_the_session_replaces_the_shipped_one(fashion_untrained):
+    at = open_page("fashion_cnn")
+    assert "trained on Fashion-MNIST" in at.caption[0].value
+    at.session_state["session_model"] = fashion_untrained
+    at.run()
+    assert not at.exception
+    assert any("Showing" in i.value and fashion_untrained.title in i.value for i in at.info)
+    key = at.session_state["session_model_key"]
+    assert key.startswith("fashion_cnn@") and len(key) > len("fashion_cnn@") + 8
+    assert "untrained" in at.caption[0].value  # the session network's weights, not the shipped ones
