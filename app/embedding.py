@@ -365,13 +365,15 @@ def fashion_test_map(
     method: str = "tsne",
     params: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    keep: bool = True,
 ) -> tuple[Map, np.ndarray, np.ndarray]:
     """(map, labels [N], features [N, D]) of the 10,000 Fashion-MNIST test images.
 
     Computed once per (weights, method, params) and kept in store_dir(), so every
     later call, from any session or process, only reads a file. Only arrays we
     computed from the public test set are stored. If the directory is read-only the
-    result is still returned, just not kept.
+    result is still returned, just not kept. keep=False never writes (for a network a
+    user trained in their session: its maps would only fill the disk).
     """
     if method not in ("tsne", "pca"):
         raise ValueError(f"unknown map method {method!r}; choose 'tsne' or 'pca'")
@@ -396,10 +398,11 @@ def fashion_test_map(
         else:
             fmap = pca_map(feats, **params)
         result = (fmap, labels.numpy(), feats)
-        buf = io.BytesIO()
-        pickle.dump(result, buf, protocol=pickle.HIGHEST_PROTOCOL)
-        with contextlib.suppress(OSError):  # a read-only deployment still works, it just recomputes
-            _write_atomic(path, buf.getvalue())
+        if keep:
+            buf = io.BytesIO()
+            pickle.dump(result, buf, protocol=pickle.HIGHEST_PROTOCOL)
+            with contextlib.suppress(OSError):  # a read-only deployment still works, it just recomputes
+                _write_atomic(path, buf.getvalue())
         if progress:
             progress(3 * n, 3 * n)
         return result

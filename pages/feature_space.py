@@ -46,7 +46,8 @@ def _fashion_map(model_name: str, method: str, perplexity: float, progress) -> t
     def compute() -> tuple:
         model = cache.model(model_name)[0]
         params = {"perplexity": perplexity} if method == "tsne" else {}
-        fmap, labels, feats = E.fashion_test_map(model, method, params, progress=progress)
+        shipped = "@" not in model_name  # a network trained in this session is not kept on disk
+        fmap, labels, feats = E.fashion_test_map(model, method, params, progress=progress, keep=shipped)
         images, _ = load_fashion_mnist("test")
         return fmap, labels, feats, E.predict(model, feats), E.pixels(model, images), images.numpy()
 

@@ -260,6 +260,11 @@ def test_fashion_map_key_follows_weights_method_and_params(small_test_set, fashi
     assert len(os.listdir(small_test_set)) == 4
 
 
+def test_keep_false_never_writes(small_test_set, fashion_untrained):
+    m, _, _ = E.fashion_test_map(fashion_untrained, "pca", keep=False)
+    assert m.coords.shape == (150, 2) and not any(small_test_set.iterdir())
+
+
 def test_broken_store_file_is_recomputed(small_test_set, fashion_untrained):
     m, _, _ = E.fashion_test_map(fashion_untrained, "pca")
     (path,) = small_test_set.iterdir()
