@@ -31,30 +31,59 @@ PAGES = [
 ]
 
 
+# Sidebar widgets whose values must survive moving between pages. Streamlit drops a
+# widget's state when a run ends without drawing it (e.g. a run cut short by a page
+# switch); assigning each key to itself at the top of every run keeps it.
+STICKY_KEYS = ("model_name", "image_source", "fashion_intake", *(f"sample_{name}" for name in MODEL_NAMES))
+
+
+def _keep_sidebar_state() -> None:
+    for key in STICKY_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def _remember(widget_key: str, store_key: str) -> None:
+    """on_change of an uploader/camera: keep the bytes in plain session state, not the widget."""
+    file = st.session_state.get(widget_key)
+    st.session_state[store_key] = (file.name, file.getvalue()) if file is not None else None
+
+
 def _image_picker(model_name: str) -> None:
     """Store the chosen image's bytes in session state (never on disk)."""
     source = st.sidebar.radio("Image", ["Sample", "Upload", "Camera"], horizontal=True, key="image_source")
-    data: bytes | None = None
+    kept: tuple[str, bytes] | None = None
     if source == "Sample":
         options = samples(model_name)
         chosen = st.sidebar.selectbox(
             "Sample image", options, format_func=lambda s: s.caption, key=f"sample_{model_name}"
         )
-        data = sample_bytes(chosen) if chosen else None
+        kept = (chosen.name, sample_bytes(chosen)) if chosen else None
     elif source == "Upload":
-        upload = st.sidebar.file_uploader(
+        st.sidebar.file_uploader(
             "Upload an image",
             type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],
             help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF, up to 20 MB.",
+            key="upload_widget",
+            on_change=_remember,
+            args=("upload_widget", "upload"),
         )
-        data = upload.getvalue() if upload else None
+        kept = st.session_state.get("upload")
     else:
-        shot = st.sidebar.camera_input("Take a picture")
-        data = shot.getvalue() if shot else None
-    st.session_state["image_bytes"] = data
+        st.sidebar.camera_input(
+            "Take a picture", key="camera_widget", on_change=_remember, args=("camera_widget", "camera")
+        )
+        kept = st.session_state.get("camera")
+    if kept and source != "Sample":
+        size = len(kept[1])
+        st.sidebar.caption(
+            f"Using **{kept[0]}** ({size / 1024:.0f} KB)." if size >= 1024 else f"Using **{kept[0]}** ({size} bytes)."
+        )
+    st.session_state["image_bytes"] = kept[1] if kept else None
 
 
 def main() -> None:
+    _keep_sidebar_state()
     st.sidebar.title(":material/biotech: CNN Lens")
     model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key="model_name")
     _image_picker(model_name)

@@ -19,8 +19,7 @@ def test_upload_png_shows_prediction(tmp_path):
     upload.write_bytes(png_bytes(image))
     with streamlit_server() as url, chromium_page() as page:
         page.goto(url, wait_until="networkidle")
-        page.get_by_text("Fashion-MNIST CNN").first.wait_for(timeout=60_000)
-        page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.click()
+        page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.click(timeout=120_000)
         page.get_by_role("option", name="Fashion-MNIST CNN").click()
         page.get_by_text("Upload", exact=True).click()
         page.locator("input[type=file]").set_input_files(str(upload))
@@ -29,4 +28,12 @@ def test_upload_png_shows_prediction(tmp_path):
         page.wait_for_timeout(1500)
         page.screenshot(path=str(tmp_path / "prediction.png"), full_page=True)
         assert f"Top-1: {expected}" in page.inner_text("body")
+        # Moving to another page keeps the model and the uploaded image.
+        page.get_by_role("link", name="Attribution").first.click()
+        page.get_by_text("Which pixels matter?").wait_for(timeout=60_000)
+        page.get_by_text("saliency alone").first.wait_for(timeout=90_000)
+        page.screenshot(path=str(tmp_path / "attribution.png"), full_page=True)
+        sidebar = page.locator("[data-testid=stSidebar]").inner_text()
+        assert "Using shirt.png" in sidebar and "How to read the image" in sidebar  # Fashion-only control
+        assert "VGG-16" not in page.locator("[data-testid=stMain]").inner_text()
     assert (tmp_path / "prediction.png").stat().st_size > 10_000
