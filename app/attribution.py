@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import fx, nn
 
-from app.activations import _extractor
+from app.activations import extractor
 from app.models import LoadedModel
 
 Progress = Callable[[int, int], None]
@@ -80,12 +80,12 @@ def _graph(model: LoadedModel, guided: bool, upto: str | None = None) -> fx.Grap
     per-call state, so sharing them between threads is safe.
     """
     key = (guided, upto)
-    root = _extractor(model)  # takes model.lock: never while holding _graphs_lock (lock order)
+    root = extractor(model)  # takes model.lock: never while holding _graphs_lock (lock order)
     with _graphs_lock:
         cached = _graphs.setdefault(model, {})
         if key in cached:
             return cached[key]
-        graph = copy.deepcopy(root.eval_graph)
+        graph = copy.deepcopy(root.graph)
         output = next(n for n in graph.nodes if n.op == "output")
         if upto is not None:
             nodes = output.args[0]

@@ -24,14 +24,16 @@ import torch
 from app.activations import activations
 from app.errors import LensError
 from app.lru import ResultStore
-from app.models import LoadedModel, get_model_or_untrained
+from app.models import MODEL_NAMES, LoadedModel, get_model_or_untrained
 
 Progress = Callable[[int, int], None]
 
 
-@st.cache_resource(show_spinner="Loading the model (first time only)…")
-def _shared_model(name: str) -> tuple[LoadedModel, str | None]:
-    return get_model_or_untrained(name)
+@st.cache_resource(show_spinner="Loading the models (first visit only)…")
+def _shared_models() -> dict[str, tuple[LoadedModel, str | None]]:
+    """Both shipped models, loaded together: loading traces them with torch.fx, which must
+    not overlap a forward pass in another session (see app/activations.py)."""
+    return {name: get_model_or_untrained(name) for name in MODEL_NAMES}
 
 
 @st.cache_resource
@@ -59,7 +61,7 @@ def model(name: str) -> tuple[LoadedModel, str | None]:
         if net is None:
             raise LensError("Your trained network has expired; train it again on the Live training page.")
         return net, None
-    return _shared_model(name)
+    return _shared_models()[name]
 
 
 @st.cache_data(max_entries=256, ttl=3600, show_spinner="Running the network on your image…")

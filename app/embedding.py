@@ -30,9 +30,9 @@ import openTSNE
 import torch
 from PIL import Image
 from sklearn.decomposition import PCA
-from torchvision.models.feature_extraction import create_feature_extractor
 
 from app import precision
+from app.activations import truncated
 from app.datasets import data_dir, load_fashion_mnist
 from app.models import LoadedModel
 
@@ -71,9 +71,7 @@ def _graph(model: LoadedModel) -> torch.nn.Module:
     with _graphs_lock:
         graph = _graphs.get(model)
         if graph is None:
-            path = model.layer(penultimate_layer(model)).path
-            with model.lock:
-                graph = create_feature_extractor(model.module, return_nodes={path: "features"}).eval()
+            graph = truncated(model, penultimate_layer(model))
             _graphs[model] = graph
         return graph
 
@@ -116,13 +114,13 @@ def features(
     quality test checks that this keeps neighbours as good as fp32 would. The model
     lock is held per batch, so other sessions are not blocked for a whole data set.
     """
-    graph = _graph(model)
+    graph, name = _graph(model), penultimate_layer(model)
     n = len(images)
     out: list[np.ndarray] = []
     done = 0
     for x in _batches(model, images, batch_size):
         with model.lock, torch.inference_mode(), precision.autocast(model.device, precision_ or model.precision):
-            f = graph(x.to(model.device, memory_format=torch.channels_last))["features"]
+            f = graph(x.to(model.device, memory_format=torch.channels_last))[name]
         out.append(f.float().flatten(1).cpu().numpy())
         done += len(x)
         if progress:

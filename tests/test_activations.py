@@ -53,3 +53,26 @@ def test_threads_get_sequential_results_and_leave_no_hooks(fashion, vgg):
     for a, b in zip(sequential, parallel, strict=True):
         assert torch.equal(a, b)
     assert _no_hooks(fashion.module) and _no_hooks(vgg.module)
+
+
+def test_no_analysis_traces_after_load(fashion, fashion_untrained, monkeypatch):
+    """fx tracing patches nn.Module.__call__ process-wide, so it must only happen at model load."""
+    from torch import fx
+
+    from app.attribution import grad_cam, guided_backprop
+    from app.embedding import features
+    from app.models import get_model
+
+    activations(fashion, fashion.preprocess(photo((28, 28))))  # both loaded (and traced) by the fixtures
+    activations(fashion_untrained, fashion.preprocess(photo((28, 28))))
+
+    def no_tracing(*args, **kwargs):
+        raise AssertionError("fx tracing during an analysis")
+
+    monkeypatch.setattr(fx.Tracer, "trace", no_tracing)
+    x = fashion.preprocess(photo((40, 30), seed=2))
+    grad_cam(fashion, x, 1)
+    guided_backprop(fashion, x, target=1)
+    features(fashion, x)
+    same_structure = get_model("fashion_cnn", weights=None)  # e.g. a network trained in the session
+    assert torch.equal(activations(same_structure, x)["fc4"], same_structure.logits(x))
