@@ -10,6 +10,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    OMP_WAIT_POLICY=PASSIVE \
     TORCH_HOME=/opt/cnn-lens/torch \
     CNN_LENS_DATA=/opt/cnn-lens/data
 
