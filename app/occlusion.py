@@ -33,6 +33,7 @@ from torch import fx, nn
 from torchvision.transforms.v2 import functional as TF
 
 from app import precision as prec
+from app.activations import extractor
 from app.models import LoadedModel
 
 Progress = Callable[[int, int], None]
@@ -176,15 +177,18 @@ def _local_stage(module: nn.Module, index: int) -> _Stage | None:
 
 
 def _chain(model: LoadedModel) -> _Chain:
-    """Trace the network (once) into a list of steps; both shipped networks are simple chains."""
+    """The network as a list of steps (both shipped networks are simple chains), built once.
+
+    Walks the graph traced at model load (app.activations.extractor) instead of tracing
+    again: tracing patches nn.Module.__call__ process-wide and would disturb other sessions.
+    """
     with model.lock:
         if model not in _CHAINS:
-            _CHAINS[model] = _trace(model.module)
+            _CHAINS[model] = _walk(extractor(model))
         return _CHAINS[model]
 
 
-def _trace(module: nn.Module) -> _Chain:
-    gm = fx.symbolic_trace(module)
+def _walk(gm: fx.GraphModule) -> _Chain:
     steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
     modules: list[nn.Module | None] = []
     prev = None
@@ -192,11 +196,11 @@ def _trace(module: nn.Module) -> _Chain:
         if node.op == "placeholder":
             prev = node
             continue
+        if node.op == "output":
+            break
         rest = list(node.args[1:]) + list(node.kwargs.values())
         if not node.args or node.args[0] is not prev or any(isinstance(a, fx.Node) for a in rest):
             raise ValueError("occlusion_map needs a network that runs as a chain of layers")
-        if node.op == "output":
-            break
         if node.op == "call_module":
             modules.append(gm.get_submodule(node.target))
             steps.append(modules[-1])

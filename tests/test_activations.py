@@ -61,6 +61,7 @@ def test_no_analysis_traces_after_load(fashion, fashion_untrained, monkeypatch):
 
     from app.attribution import grad_cam, guided_backprop
     from app.embedding import features
+    from app.occlusion import occlusion_map
     from app.models import get_model
 
     activations(fashion, fashion.preprocess(photo((28, 28))))  # both loaded (and traced) by the fixtures
@@ -74,5 +75,6 @@ def test_no_analysis_traces_after_load(fashion, fashion_untrained, monkeypatch):
     grad_cam(fashion, x, 1)
     guided_backprop(fashion, x, target=1)
     features(fashion, x)
+    occlusion_map(fashion, x, 7, 7)
     same_structure = get_model("fashion_cnn", weights=None)  # e.g. a network trained in the session
     assert torch.equal(activations(same_structure, x)["fc4"], same_structure.logits(x))

@@ -12,6 +12,7 @@ from captum.attr import Occlusion
 from torch import nn
 
 from app.datasets import load_fashion_mnist
+from app.layers import layer_table
 from app.models import LoadedModel
 from app.occlusion import (
     OcclusionResult,
@@ -162,7 +163,9 @@ def _toy_model() -> LoadedModel:
         bn.bias.uniform_(-0.5, 0.5)
     net = net.eval().to(memory_format=torch.channels_last)
     labels = tuple("abcde")
-    return LoadedModel("toy", "toy", net, labels, 20, (0.5, 0.5), (0.25, 0.25), "random", False, torch.device("cpu"))
+    model = LoadedModel("toy", "toy", net, labels, 20, (0.5, 0.5), (0.25, 0.25), "random", False, torch.device("cpu"))
+    model.layers = layer_table(net)  # as get_model does: the analyses walk the load-time trace
+    return model
 
 
 @pytest.mark.parametrize(("window", "stride"), [(3, 2), (4, 3), ((5, 2), (2, 2)), (7, 5), ((20, 3), (1, 3))])
