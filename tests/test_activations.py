@@ -61,8 +61,8 @@ def test_no_analysis_traces_after_load(fashion, fashion_untrained, monkeypatch):
 
     from app.attribution import grad_cam, guided_backprop
     from app.embedding import features
-    from app.occlusion import occlusion_map
     from app.models import get_model
+    from app.occlusion import occlusion_map
 
     activations(fashion, fashion.preprocess(photo((28, 28))))  # both loaded (and traced) by the fixtures
     activations(fashion_untrained, fashion.preprocess(photo((28, 28))))
