@@ -57,10 +57,8 @@ st.caption(
     "All of them come from one forward and one backward pass; they differ in what they let flow backwards."
 )
 
-logits = sel.logits()
-probs = np.exp(logits - logits.max())
-probs /= probs.sum()
-predicted = int(np.argmax(logits))
+probs = sel.probabilities()
+predicted = int(np.argmax(probs))
 top, opts = st.columns([2, 3])
 target = top.selectbox(
     "Class to explain",

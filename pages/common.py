@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
@@ -18,6 +19,7 @@ from app.errors import LensError
 from app.fashion import fashion_input, looks_like_fashion_mnist
 from app.images import image_key, load_image
 from app.models import LoadedModel, PreprocessStep
+from app.playground import softmax
 
 INTAKE = {
     "auto": "Auto-detect",
@@ -41,6 +43,10 @@ class Selection:
 
     def logits(self):
         return cache.logits(self.model_name, self.input_key, self.x)
+
+    def probabilities(self) -> np.ndarray:
+        """Softmax of the cached logits: what every page labels classes with."""
+        return softmax(self.logits())
 
 
 @st.cache_data(max_entries=64, ttl=3600, show_spinner=False)

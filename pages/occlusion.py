@@ -31,10 +31,8 @@ st.caption(
     "hiding the image makes the score of a class fall, the network was using that region to recognise it."
 )
 
-logits = sel.logits()
-probs = np.exp(logits - logits.max())
-probs /= probs.sum()
-predicted = int(np.argmax(logits))
+probs = sel.probabilities()
+predicted = int(np.argmax(probs))
 size = model.input_size
 big = size > 64
 windows = [8, 16, 24, 32, 48, 64, 96] if big else [2, 3, 4, 5, 6, 7, 8, 10, 14]

@@ -19,9 +19,7 @@ st.caption(f"Weights: {model.weights} · {badge} · running on {model.device.typ
 
 left, right = st.columns([3, 2], gap="large")
 with right:
-    logits = sel.logits()
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
+    probs = sel.probabilities()
     top = np.argsort(probs)[::-1][:5]
     pairs = [(model.labels[i], float(probs[i])) for i in top]
     st.subheader("Prediction")
