@@ -24,11 +24,11 @@ from pathlib import Path
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
 
+from app.models import MODEL_NAMES
 from scripts.screenshots import TITLES
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 from tests.conftest import photo, png_bytes
 
-MODELS = {"fashion_cnn": "Fashion-MNIST CNN", "vgg16": "VGG-16 (ImageNet)"}
 DEFAULT_PAGES = ["prediction", "activations", "filters", "attribution", "occlusion", "feature_space", "playground"]
 
 
@@ -76,10 +76,10 @@ async def _setup(page, url: str, model: str, upload: Path, timeout_ms: int) -> i
 
     async def choose_model() -> None:
         await model_box.click(timeout=timeout_ms)
-        await page.get_by_role("option", name=MODELS[model]).click(timeout=timeout_ms)
+        await page.get_by_role("option", name=MODEL_NAMES[model]).click(timeout=timeout_ms)
 
     async def model_chosen() -> bool:
-        return await model_box.locator("input").first.input_value() == MODELS[model]
+        return await model_box.locator("input").first.input_value() == MODEL_NAMES[model]
 
     async def choose_upload() -> None:
         await sidebar.get_by_test_id("stRadio").first.get_by_text("Upload", exact=True).click(timeout=timeout_ms)
@@ -165,7 +165,7 @@ def _pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=10)
-    parser.add_argument("--model", choices=list(MODELS), default="fashion_cnn")
+    parser.add_argument("--model", choices=list(MODEL_NAMES), default="fashion_cnn")
     parser.add_argument("--pages", nargs="+", default=DEFAULT_PAGES, choices=list(TITLES))
     parser.add_argument("--timeout", type=float, default=120, help="seconds allowed per page")
     parser.add_argument("--shots", type=Path, help="save a screenshot of every page that failed into this folder")

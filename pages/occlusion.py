@@ -153,7 +153,7 @@ def grid_figure(values: np.ndarray, title: str, colorscale: str, value_name: str
     )
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)")
     fig.update_xaxes(constrain="domain", title="window centre x (px)")
-    fig.update_layout(title=title, margin=dict(l=0, r=0, t=40, b=0), height=440)
+    fig.update_layout(title=title, margin=dict(l=60, r=0, t=40, b=50), height=460)
     return fig
 
 

@@ -77,7 +77,7 @@ def live() -> None:
         elif run.state == "diverged":
             st.warning(f"Run {i + 1} diverged: the loss is no longer a number. Try a smaller learning rate.")
     if not runs:
-        st.info("No runs yet: choose settings and press Train.", icon="👆")
+        st.info("No runs yet: choose settings and press Train.", icon=":material/touch_app:")
         return
     c1, c2 = st.columns(2)
     c1.plotly_chart(_curves("loss", "Loss (cross-entropy)"), width="stretch", key="train_loss")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from app.models import MODEL_NAMES
 from tests.browser import chromium_page, streamlit_server
 
 TITLES = {
@@ -25,20 +26,34 @@ TITLES = {
 }
 
 
+BUSY = "[data-testid=stSpinner], [data-testid=stSkeleton], [data-testid=stProgress]"
+
+
+def _idle(page) -> None:
+    """Until the app has run the script that the last click asked for."""
+    page.wait_for_timeout(1000)
+    page.wait_for_function(
+        "document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'", timeout=240_000
+    )
+
+
 def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     with streamlit_server() as url, chromium_page(1400, 1100) as page:
         page.goto(url, wait_until="networkidle")
-        page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.click(timeout=120_000)
-        page.get_by_role("option", name=model_title).click()
+        model_box = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first
+        for _ in range(3):  # a busy server can drop the choice (see docs/HOSTING.md); choose again
+            model_box.click(timeout=120_000)
+            page.get_by_role("option", name=model_title).click()
+            _idle(page)
+            if model_box.locator("input").first.input_value() == model_title:
+                break
         for name in pages:
             page.get_by_role("link", name=TITLES[name]).first.click()
-            page.wait_for_timeout(1000)
+            _idle(page)
             page.locator("[data-testid=stMain] h1").first.wait_for(timeout=240_000)
-            page.wait_for_function(
-                "!document.querySelector('[data-testid=stSpinner], [data-testid=stSkeleton]')", timeout=240_000
-            )
+            page.wait_for_function(f"!document.querySelector('{BUSY}')", timeout=240_000)
             page.wait_for_timeout(wait_ms)
             path = out / f"{model_title.split()[0].lower()}_{name}.png"
             page.screenshot(path=str(path), full_page=True)
@@ -49,11 +64,11 @@ def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int) -> list[P
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--model", default="Fashion-MNIST CNN", choices=["Fashion-MNIST CNN", "VGG-16 (ImageNet)"])
+    parser.add_argument("--model", default="fashion_cnn", choices=list(MODEL_NAMES))
     parser.add_argument("--pages", nargs="+", default=["prediction", "activations", "filters"], choices=list(TITLES))
     parser.add_argument("--wait-ms", type=int, default=2500)
     args = parser.parse_args()
-    for path in shoot(args.out, args.model, args.pages, args.wait_ms):
+    for path in shoot(args.out, MODEL_NAMES[args.model], args.pages, args.wait_ms):
         print(path)
 
 
