@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
 
 import torch
 from torch import fx
@@ -57,18 +58,32 @@ def graph_copy(model: LoadedModel) -> fx.Graph:
     return copy.deepcopy(extractor(model).graph)
 
 
-def truncated(model: LoadedModel, layer: str) -> fx.GraphModule:
-    """A graph that stops at `layer` and returns {layer: output}: no work after it."""
+def derived(
+    model: LoadedModel, layer: str | None = None, edit: Callable[[fx.Graph], None] | None = None
+) -> fx.GraphModule:
+    """A private GraphModule made from a copy of the load-time trace, sharing the model's layers.
+
+    layer: return only {layer: output} and drop all work after it.
+    edit: changes the copied graph in place before it is compiled (e.g. swapping ReLUs).
+    """
     graph = graph_copy(model)
-    output = next(n for n in graph.nodes if n.op == "output")
-    outputs = output.args[0]
-    if layer not in outputs:
-        raise KeyError(f"{model.name} has no layer {layer!r}")
-    output.args = ({layer: outputs[layer]},)
+    if layer is not None:
+        output = next(n for n in graph.nodes if n.op == "output")
+        outputs = output.args[0]
+        if layer not in outputs:
+            raise KeyError(f"{model.name} has no layer {layer!r}")
+        output.args = ({layer: outputs[layer]},)
+    if edit is not None:
+        edit(graph)
     module = fx.GraphModule(model.module, graph)
     module.graph.eliminate_dead_code()
     module.recompile()
     return module.eval()
+
+
+def truncated(model: LoadedModel, layer: str) -> fx.GraphModule:
+    """A graph that stops at `layer` and returns {layer: output}: no work after it."""
+    return derived(model, layer)
 
 
 def activations(model: LoadedModel, x: torch.Tensor, precision_: str = "fp32") -> dict[str, torch.Tensor]:

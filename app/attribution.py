@@ -25,7 +25,6 @@ Fashion-MNIST CNN), which is too unfaithful for a teaching tool.
 from __future__ import annotations
 
 import contextlib
-import copy
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import fx, nn
 
-from app.activations import extractor
+from app.activations import derived
 from app.models import LoadedModel
 
 Progress = Callable[[int, int], None]
@@ -70,6 +69,22 @@ _graphs: weakref.WeakKeyDictionary[LoadedModel, dict[tuple[bool, str | None], fx
 _graphs_lock = threading.Lock()
 
 
+def _guide(model: LoadedModel) -> Callable[[fx.Graph], None]:
+    """A graph edit that turns every ReLU (module or function call) into `guided_relu`."""
+
+    def edit(graph: fx.Graph) -> None:
+        for node in list(graph.nodes):
+            is_relu_module = node.op == "call_module" and isinstance(model.module.get_submodule(node.target), nn.ReLU)
+            is_relu_function = node.op == "call_function" and node.target in _RELU_FUNCTIONS
+            if is_relu_module or is_relu_function:
+                with graph.inserting_after(node):
+                    replacement = graph.call_function(guided_relu, (node.args[0],))
+                node.replace_all_uses_with(replacement)
+                graph.erase_node(node)
+
+    return edit
+
+
 def _graph(model: LoadedModel, guided: bool, upto: str | None = None) -> fx.GraphModule:
     """A private graph of the model returning {layer name: output}.
 
@@ -80,32 +95,15 @@ def _graph(model: LoadedModel, guided: bool, upto: str | None = None) -> fx.Grap
     per-call state, so sharing them between threads is safe.
     """
     key = (guided, upto)
-    root = extractor(model)  # takes model.lock: never while holding _graphs_lock (lock order)
     with _graphs_lock:
-        cached = _graphs.setdefault(model, {})
-        if key in cached:
-            return cached[key]
-        graph = copy.deepcopy(root.graph)
-        output = next(n for n in graph.nodes if n.op == "output")
-        if upto is not None:
-            nodes = output.args[0]
-            if upto not in nodes:
-                raise KeyError(f"{model.name} has no layer {upto!r}")
-            output.args = ({upto: nodes[upto]},)
-        if guided:
-            for node in list(graph.nodes):
-                is_relu_module = node.op == "call_module" and isinstance(root.get_submodule(node.target), nn.ReLU)
-                is_relu_function = node.op == "call_function" and node.target in _RELU_FUNCTIONS
-                if is_relu_module or is_relu_function:
-                    with graph.inserting_after(node):
-                        replacement = graph.call_function(guided_relu, (node.args[0],))
-                    node.replace_all_uses_with(replacement)
-                    graph.erase_node(node)
-        module = fx.GraphModule(root, graph)
-        module.graph.eliminate_dead_code()
-        module.recompile()
-        cached[key] = module
-        return module
+        module = _graphs.setdefault(model, {}).get(key)
+    if module is None:
+        # built outside _graphs_lock: derived() takes model.lock (lock order); a rare
+        # duplicate build in a race is harmless, setdefault keeps the first
+        module = derived(model, upto, _guide(model) if guided else None)
+        with _graphs_lock:
+            module = _graphs[model].setdefault(key, module)
+    return module
 
 
 def _no_autocast(model: LoadedModel) -> torch.autocast:

@@ -26,22 +26,18 @@ from playwright.async_api import async_playwright
 
 from app.models import MODEL_NAMES
 from scripts.screenshots import TITLES
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, SETTLED, streamlit_server
 from tests.conftest import photo, png_bytes
 
 DEFAULT_PAGES = ["prediction", "activations", "filters", "attribution", "occlusion", "feature_space", "playground"]
-
-
-STATE = "document.querySelector('[data-testid=stApp]')?.dataset.testScriptState"
-BUSY = "document.querySelector('[data-testid=stSpinner], [data-testid=stSkeleton], [data-testid=stProgress]')"
 
 
 async def _rerun(page, timeout_ms: int) -> None:
     """Wait like a person would after a click: for the run it asked for to start (if one shows
     within 3 s) and to finish. A loaded server may take a while to even start it."""
     with contextlib.suppress(PlaywrightTimeout):
-        await page.wait_for_function(f"{STATE} !== 'notRunning'", timeout=3000)
-    await page.wait_for_function(f"{STATE} === 'notRunning'", timeout=timeout_ms)
+        await page.wait_for_function(f"!({IDLE})", timeout=3000)
+    await page.wait_for_function(IDLE, timeout=timeout_ms)
 
 
 async def _until(page, act, done, timeout_ms: int) -> int:
@@ -60,7 +56,7 @@ async def _until(page, act, done, timeout_ms: int) -> int:
 async def _settle(page, timeout_ms: int) -> None:
     await _rerun(page, timeout_ms)
     await page.locator("[data-testid=stMain] h1").first.wait_for(timeout=timeout_ms)
-    await page.wait_for_function(f"!{BUSY}", timeout=timeout_ms)
+    await page.wait_for_function(SETTLED, timeout=timeout_ms)
     errors = await page.locator("[data-testid=stException]").count()
     if errors:
         raise RuntimeError("exception shown on the page")

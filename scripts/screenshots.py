@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from app.models import MODEL_NAMES
-from tests.browser import chromium_page, streamlit_server
+from tests.browser import IDLE, SETTLED, chromium_page, streamlit_server
 
 TITLES = {
     "prediction": "Prediction & architecture",
@@ -26,15 +26,10 @@ TITLES = {
 }
 
 
-BUSY = "[data-testid=stSpinner], [data-testid=stSkeleton], [data-testid=stProgress]"
-
-
 def _idle(page) -> None:
     """Until the app has run the script that the last click asked for."""
     page.wait_for_timeout(1000)
-    page.wait_for_function(
-        "document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'", timeout=240_000
-    )
+    page.wait_for_function(IDLE, timeout=240_000)
 
 
 def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int) -> list[Path]:
@@ -53,7 +48,7 @@ def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int) -> list[P
             page.get_by_role("link", name=TITLES[name]).first.click()
             _idle(page)
             page.locator("[data-testid=stMain] h1").first.wait_for(timeout=240_000)
-            page.wait_for_function(f"!document.querySelector('{BUSY}')", timeout=240_000)
+            page.wait_for_function(SETTLED, timeout=240_000)
             page.wait_for_timeout(wait_ms)
             path = out / f"{model_title.split()[0].lower()}_{name}.png"
             page.screenshot(path=str(path), full_page=True)

@@ -26,6 +26,13 @@ CHROMIUM_ARGS = [
 ]
 
 
+# JavaScript conditions for waiting on the app the way a person watches it.
+# Streamlit marks its root with the script's state: 'running', 'rerunRequested', 'notRunning', ...
+SCRIPT_STATE = "document.querySelector('[data-testid=stApp]')?.dataset.testScriptState"
+IDLE = f"{SCRIPT_STATE} === 'notRunning'"
+# Nothing on the page still computing: no spinner, placeholder or progress bar.
+SETTLED = "!document.querySelector('[data-testid=stSpinner], [data-testid=stSkeleton], [data-testid=stProgress]')"
+
 _last_pid: list[int] = []
 
 
