@@ -114,7 +114,8 @@ def heatmap(values: np.ndarray, title: str = "", colorscale: str = "Viridis", zm
     )
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
     fig.update_xaxes(constrain="domain")
-    fig.update_layout(title=title, margin=dict(l=0, r=0, t=40 if title else 10, b=0), height=420)
+    # room for the pixel tick labels, which a zero margin clips
+    fig.update_layout(title=title, margin=dict(l=40, r=0, t=40 if title else 10, b=30), height=420)
     return fig
 
 
