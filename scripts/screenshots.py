@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from app.models import MODEL_NAMES
-from tests.browser import IDLE, SETTLED, chromium_page, streamlit_server
+from tests.browser import SETTLED, chromium_page, streamlit_server, wait_for_run
 
 TITLES = {
     "prediction": "Prediction & architecture",
@@ -26,12 +26,6 @@ TITLES = {
 }
 
 
-def _idle(page) -> None:
-    """Until the app has run the script that the last click asked for."""
-    page.wait_for_timeout(1000)
-    page.wait_for_function(IDLE, timeout=240_000)
-
-
 def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     saved = []
@@ -41,12 +35,12 @@ def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int) -> list[P
         for _ in range(3):  # a busy server can drop the choice (see docs/HOSTING.md); choose again
             model_box.click(timeout=120_000)
             page.get_by_role("option", name=model_title).click()
-            _idle(page)
+            wait_for_run(page)
             if model_box.locator("input").first.input_value() == model_title:
                 break
         for name in pages:
             page.get_by_role("link", name=TITLES[name]).first.click()
-            _idle(page)
+            wait_for_run(page)
             page.locator("[data-testid=stMain] h1").first.wait_for(timeout=240_000)
             page.wait_for_function(SETTLED, timeout=240_000)
             page.wait_for_timeout(wait_ms)

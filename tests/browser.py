@@ -92,3 +92,13 @@ def chromium_page(width: int = 1400, height: int = 1000):
             yield browser.new_page(viewport={"width": width, "height": height})
         finally:
             browser.close()
+
+
+def wait_for_run(page, timeout_ms: int = 240_000) -> None:
+    """After a click, wait as a person would: for the run it asked for to start (if one shows
+    within 3 s) and to finish. Clicking on while a run is in flight can get the click dropped."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function(f"!({IDLE})", timeout=3000)
+    page.wait_for_function(IDLE, timeout=timeout_ms)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.models import get_model
-from tests.browser import chromium_page, streamlit_server
+from tests.browser import chromium_page, streamlit_server, wait_for_run
 from tests.conftest import photo, png_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -21,7 +21,9 @@ def test_upload_png_shows_prediction(tmp_path):
         page.goto(url, wait_until="networkidle")
         page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.click(timeout=120_000)
         page.get_by_role("option", name="Fashion-MNIST CNN").click()
+        wait_for_run(page)
         page.get_by_text("Upload", exact=True).click()
+        wait_for_run(page)
         page.locator("input[type=file]").set_input_files(str(upload))
         page.get_by_text("Top-1:").wait_for(timeout=90_000)
         page.get_by_text(expected).first.wait_for(timeout=30_000)
