@@ -62,7 +62,29 @@ def guided_relu(x: torch.Tensor) -> torch.Tensor:
     return _GuidedReLU.apply(x)
 
 
+class _GuidedReLU6(torch.autograd.Function):
+    """ReLU6 forward (clamp to 0..6); backward passes gradient only where the unit was in its
+    linear range (0 < x < 6, ReLU6's own derivative) AND the incoming gradient is positive."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clamp(0, 6)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        return grad.clamp(min=0) * ((out > 0) & (out < 6))
+
+
+def guided_relu6(x: torch.Tensor) -> torch.Tensor:
+    """ReLU6 with the guided backward rule (MobileNet/EfficientNet-Lite activations)."""
+    return _GuidedReLU6.apply(x)
+
+
 _RELU_FUNCTIONS = (F.relu, torch.relu)
+_RELU6_FUNCTIONS = (F.relu6,)
 _graphs: weakref.WeakKeyDictionary[LoadedModel, dict[tuple[bool, str | None], fx.GraphModule]] = (
     weakref.WeakKeyDictionary()
 )
@@ -70,15 +92,28 @@ _graphs_lock = threading.Lock()
 
 
 def _guide(model: LoadedModel) -> Callable[[fx.Graph], None]:
-    """A graph edit that turns every ReLU (module or function call) into `guided_relu`."""
+    """A graph edit that turns every ReLU / ReLU6 (module or function call) into its guided version."""
+
+    def guided(node: fx.Node) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        if node.op == "call_module":
+            m = model.module.get_submodule(node.target)
+            return guided_relu6 if isinstance(m, nn.ReLU6) else guided_relu if isinstance(m, nn.ReLU) else None
+        if node.op == "call_function":
+            return (
+                guided_relu6
+                if node.target in _RELU6_FUNCTIONS
+                else guided_relu
+                if node.target in _RELU_FUNCTIONS
+                else None
+            )
+        return None
 
     def edit(graph: fx.Graph) -> None:
         for node in list(graph.nodes):
-            is_relu_module = node.op == "call_module" and isinstance(model.module.get_submodule(node.target), nn.ReLU)
-            is_relu_function = node.op == "call_function" and node.target in _RELU_FUNCTIONS
-            if is_relu_module or is_relu_function:
+            rule = guided(node)
+            if rule is not None:
                 with graph.inserting_after(node):
-                    replacement = graph.call_function(guided_relu, (node.args[0],))
+                    replacement = graph.call_function(rule, (node.args[0],))
                 node.replace_all_uses_with(replacement)
                 graph.erase_node(node)
 
@@ -259,7 +294,8 @@ def last_conv(model: LoadedModel) -> str:
 
 def default_cam_layer(model: LoadedModel) -> str:
     """Grad-CAM's default layer: the rectified output of the last convolution (relu5_3 in
-    VGG-16, relu2_2 in the Fashion CNN), the feature maps Selvaraju et al. use.
+    VGG-16, relu2_2 in the Fashion CNN, head.relu in EfficientNet-Lite0, ResNet's last
+    block output layer4.1.relu_1), the feature maps Selvaraju et al. use.
 
     Not the raw conv output: with batch norm it comes before the normalisation,
     whose scale and shift change the sign of what the class "wants", and in the
@@ -270,7 +306,7 @@ def default_cam_layer(model: LoadedModel) -> str:
     for row in rows[last + 1 :]:
         if row.kind == "relu" and row.spatial:
             return row.name
-        if row.kind not in ("bn", "dropout"):
+        if row.kind not in ("bn", "dropout", "add"):  # a residual block's output is its ReLU after the add
             break
     return rows[last].name
 

