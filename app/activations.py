@@ -20,17 +20,16 @@ from collections.abc import Callable
 import torch
 from torch import fx, nn
 
-from app import precision
+from app import precision as prec
 from app.layers import trace
-from app.models import LoadedModel
+from app.loaded import LoadedModel
 
 
 def extractor(model: LoadedModel) -> fx.GraphModule:
     """The model's graph returning {layer name: output}; built once per model from its structure's trace."""
-    with model.lock:
-        if model.extractor is None:
-            model.extractor = feature_graph(model.module, {row.graph_node: row.name for row in model.layers})
-        return model.extractor
+    return model.cached(
+        "extractor", lambda: feature_graph(model.module, {row.graph_node: row.name for row in model.layers})
+    )
 
 
 def feature_graph(module: nn.Module, outputs: dict[str, str]) -> fx.GraphModule:
@@ -77,13 +76,13 @@ def derived(
 
 
 def truncated(model: LoadedModel, layer: str) -> fx.GraphModule:
-    """A graph that stops at `layer` and returns {layer: output}: no work after it."""
-    return derived(model, layer)
+    """A graph that stops at `layer` and returns {layer: output}: no work after it (built once per layer)."""
+    return model.cached(("truncated", layer), lambda: derived(model, layer))
 
 
-def activations(model: LoadedModel, x: torch.Tensor, precision_: str = "fp32") -> dict[str, torch.Tensor]:
+def activations(model: LoadedModel, x: torch.Tensor, precision: str = "fp32") -> dict[str, torch.Tensor]:
     """{layer name: output [N, ...] fp32 on CPU} for every row of `model.layers`, in order."""
     graph = extractor(model)
-    with model.lock, torch.inference_mode(), precision.autocast(model.device, precision_):
+    with model.lock, torch.inference_mode(), prec.autocast(model.device, precision):
         out = graph(x.to(model.device, memory_format=torch.channels_last))
     return {name: t.float().contiguous().cpu() for name, t in out.items()}

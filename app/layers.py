@@ -31,6 +31,8 @@ import torchvision
 from torch import fx, nn
 from torchvision.models.feature_extraction import NodePathTracer
 
+from app.numeric import pair
+
 # torch.fx patches nn.Module.__call__ process-wide while it traces: one trace at a time
 # (see app/activations.py).
 TRACE_LOCK = threading.Lock()
@@ -88,10 +90,6 @@ class LayerInfo:
         return max(first, 0), min(first + self.rf - 1, input_size - 1)
 
 
-def _pair(v: int | tuple[int, ...]) -> int:
-    return v[0] if isinstance(v, tuple) else v
-
-
 def leaf_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
     """Leaf modules in definition order (for chains, also the order they run in)."""
     return [(p, m) for p, m in module.named_modules() if p and not list(m.children())]
@@ -139,19 +137,19 @@ def _grow(field: _Field | None, kernel: int, stride: int, padding: int) -> _Fiel
 
 def _module_field(m: nn.Module, field: _Field | None) -> _Field | None:
     if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
-        k = _pair(m.kernel_size)
-        dilation = _pair(getattr(m, "dilation", 1))
+        k = pair(m.kernel_size)[0]
+        dilation = pair(getattr(m, "dilation", 1))[0]
         k_eff = dilation * (k - 1) + 1
-        stride = _pair(m.stride) if m.stride is not None else k
+        stride = pair(m.stride)[0] if m.stride is not None else k
         padding = m.padding
         if isinstance(padding, str):  # "same" (stride 1 only) or "valid"
             padding = (k_eff - 1) // 2 if padding == "same" else 0
-        return _grow(field, k_eff, stride, _pair(padding))
+        return _grow(field, k_eff, stride, pair(padding)[0])
     if isinstance(m, nn.ZeroPad2d | nn.ConstantPad2d):
         pad = m.padding  # (left, right, top, bottom)
         return _grow(field, 1, 1, pad[2] if isinstance(pad, tuple) else pad)
     if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
-        return None if _pair(m.output_size) == 1 else field
+        return None if pair(m.output_size)[0] == 1 else field
     if isinstance(m, nn.Flatten | nn.Linear):
         return None
     return field

@@ -17,7 +17,7 @@ from app import embedding, filters, playground
 from app import occlusion as occ
 from app.activations import activations, feature_graph
 from app.layers import layer_table, with_shapes
-from app.models import LoadedModel
+from app.loaded import LoadedModel
 from tests.conftest import photo
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
@@ -133,7 +133,7 @@ def test_every_backend_function_runs_on_resnet(resnet):
     np.testing.assert_allclose(maps["Grad-CAM"], attr.grad_cam(resnet, x, 1), rtol=1e-5, atol=1e-7)
     assert embedding.penultimate_layer(resnet) == "flatten"
     images = [photo((112, 112), seed=s) for s in range(2)]
-    feats = embedding.features(resnet, images, precision_="fp32")
+    feats = embedding.features(resnet, images, precision="fp32")
     assert feats.shape == (2, 512)
     expected = [int(resnet.logits(resnet.preprocess(img))[0].argmax()) for img in images]
     assert embedding.predict(resnet, feats).tolist() == expected
@@ -234,7 +234,7 @@ def test_feature_space_and_playground_on_efficientnet(lite):
     assert embedding.penultimate_layer(lite) == "dropout"
     x = _small(lite)
     img = photo((112, 112), seed=3)
-    feats = embedding.features(lite, [img], precision_="fp32")
+    feats = embedding.features(lite, [img], precision="fp32")
     assert feats.shape == (1, 1280) and (feats >= 0).all() and (feats <= 6).all()  # averaged ReLU6 outputs
     assert embedding.predict(lite, feats).tolist() == [int(lite.logits(lite.preprocess(img))[0].argmax())]
     last = playground.last_layer(lite, x)
