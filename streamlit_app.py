@@ -9,9 +9,10 @@ from __future__ import annotations
 import streamlit as st
 from starlette.formparsers import MultiPartParser
 
-from app.models import MODEL_NAMES
+from app.errors import LensError
+from app.models import MODEL_NAMES, model_names
 from app.samples import sample_bytes, samples
-from pages.common import FASHION_INTAKE, IMAGE_BYTES, IMAGE_SOURCE, INTAKE, MODEL_CHOICE
+from pages.common import FASHION_INTAKE, IMAGE_BYTES, IMAGE_SOURCE, INTAKE, MODEL_CHOICE, default_model
 
 # Uploads must never touch the disk: Starlette spools request bodies over 1 MiB to a
 # temporary file; keep them in memory up to the upload cap (+1 MiB for the form).
@@ -34,11 +35,11 @@ PAGES = [
 # Sidebar widgets whose values must survive moving between pages. Streamlit drops a
 # widget's state when a run ends without drawing it (e.g. a run cut short by a page
 # switch); assigning each key to itself at the top of every run keeps it.
-STICKY_KEYS = (MODEL_CHOICE, IMAGE_SOURCE, FASHION_INTAKE, *(f"sample_{name}" for name in MODEL_NAMES))
+STICKY_KEYS = (MODEL_CHOICE, IMAGE_SOURCE, FASHION_INTAKE)
 
 
-def _keep_sidebar_state() -> None:
-    for key in STICKY_KEYS:
+def _keep_sidebar_state(names: dict[str, str]) -> None:
+    for key in (*STICKY_KEYS, *(f"sample_{name}" for name in names)):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 
@@ -82,10 +83,22 @@ def _image_picker(model_name: str) -> None:
     st.session_state[IMAGE_BYTES] = kept[1] if kept else None
 
 
+def _model_names() -> dict[str, str]:
+    """Shipped models plus the teacher's configured ones; a broken config file is reported, not fatal."""
+    try:
+        return model_names()
+    except LensError as exc:
+        st.sidebar.error(f"Extra models are off: {exc}", icon=":material/error:")
+        return dict(MODEL_NAMES)
+
+
 def main() -> None:
-    _keep_sidebar_state()
+    names = _model_names()
+    _keep_sidebar_state(names)
     st.sidebar.title(":material/biotech: CNN Lens")
-    model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key=MODEL_CHOICE)
+    if st.session_state.get(MODEL_CHOICE) not in names:
+        st.session_state[MODEL_CHOICE] = default_model()
+    model_name = st.sidebar.selectbox("Model", list(names), format_func=names.get, key=MODEL_CHOICE)
     _image_picker(model_name)
     if model_name == "fashion_cnn":
         st.sidebar.radio(

@@ -24,7 +24,7 @@ class Sample:
 
 
 _CATALOGUE: dict[str, tuple[tuple[str, str], ...]] = {
-    "vgg16": (
+    "imagenet": (
         ("photo_cat.jpg", "Cat (Chelsea, CC0)"),
         ("photo_coffee.jpg", "Cup of coffee (CC0)"),
         ("photo_rocket.jpg", "Rocket launch (public domain)"),
@@ -44,10 +44,17 @@ _CATALOGUE: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def samples(model_name: str) -> list[Sample]:
-    """The samples that make sense for `model_name` ("vgg16" or "fashion_cnn"), in display order."""
-    if model_name not in _CATALOGUE:
-        raise KeyError(f"no samples for model {model_name!r}; known: {', '.join(_CATALOGUE)}")
-    return [Sample(name, SAMPLES_DIR / name, caption) for name, caption in _CATALOGUE[model_name]]
+    """The samples that make sense for `model_name`, in display order: garments for the
+    Fashion-MNIST CNN, photographs for every ImageNet model (shipped or configured)."""
+    from app.models import model_names  # the registry reads the teacher's config
+
+    if model_name == "fashion_cnn":
+        catalogue = _CATALOGUE["fashion_cnn"]
+    elif model_name in model_names():
+        catalogue = _CATALOGUE["imagenet"]
+    else:
+        raise KeyError(f"no samples for model {model_name!r}; known: {', '.join(model_names())}")
+    return [Sample(name, SAMPLES_DIR / name, caption) for name, caption in catalogue]
 
 
 def sample_bytes(sample: Sample) -> bytes:

@@ -26,7 +26,7 @@ from app.activations import activations
 from app.errors import LensError
 from app.loaded import LoadedModel
 from app.lru import ResultStore
-from app.models import MODEL_NAMES, get_model_or_untrained
+from app.models import MODEL_NAMES, get_model_or_untrained, model_names
 from app.progress import Progress
 
 T = TypeVar("T")
@@ -34,9 +34,14 @@ T = TypeVar("T")
 
 @st.cache_resource(show_spinner="Loading the models (first visit only)…")
 def _shared_models() -> dict[str, tuple[LoadedModel, str | None]]:
-    """Both shipped models, loaded together: loading traces them with torch.fx, which must
-    not overlap a forward pass in another session (see app/activations.py)."""
-    return {name: get_model_or_untrained(name) for name in MODEL_NAMES}
+    """Every shipped model (and the teacher's configured ones), loaded together: loading traces
+    them with torch.fx, which must not overlap a forward pass in another session (see
+    app/activations.py). A broken config file leaves out only the configured models."""
+    try:
+        names = model_names()
+    except LensError:
+        names = MODEL_NAMES
+    return {name: get_model_or_untrained(name) for name in names}
 
 
 @st.cache_resource

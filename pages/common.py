@@ -21,6 +21,7 @@ from app.errors import LensError
 from app.fashion import fashion_input, looks_like_fashion_mnist
 from app.images import image_key, load_image
 from app.loaded import LoadedModel, PreprocessStep
+from app.models import MODEL_NAMES, OFFLINE_IMAGENET
 from app.numeric import softmax
 from app.progress import Progress
 from pages import cache
@@ -83,17 +84,29 @@ def _session_network(name: str) -> tuple[str, LoadedModel] | None:
 
 def current_model() -> tuple[str, LoadedModel]:
     """(cache key, model): the sidebar's model, or the user's own trained network."""
-    name = st.session_state.get(MODEL_CHOICE, "vgg16")
+    name = st.session_state.get(MODEL_CHOICE) or default_model()
     own = _session_network(name)
     if own is not None:
         return own
     loaded, warning = cache.model(name)
     if warning:
+        offline = ""
+        if loaded.channels == 3 and name != OFFLINE_IMAGENET and cache.model(OFFLINE_IMAGENET)[0].trained:
+            offline = (
+                f" For real ImageNet predictions without a download, choose **{MODEL_NAMES[OFFLINE_IMAGENET]}** "
+                "in the sidebar: its trained weights ship with the app."
+            )
         st.warning(
-            f"**Pretrained weights unavailable — showing an untrained {loaded.title}.** {warning}",
+            f"**Pretrained weights unavailable — showing an untrained {loaded.title}.** {warning}{offline}",
             icon=":material/warning:",
         )
     return name, loaded
+
+
+def default_model() -> str:
+    """VGG-16 when its pretrained weights are here, else the ImageNet model that works offline."""
+    _, warning = cache.model("vgg16")
+    return OFFLINE_IMAGENET if warning else "vgg16"
 
 
 def selection() -> Selection:

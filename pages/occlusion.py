@@ -51,6 +51,12 @@ exact = st.toggle(
     "several times faster, same maps to the eye.",
 )
 precision = "exact" if exact else "auto"
+if occ.engine_name(model) == "dense":
+    st.caption(
+        f"{model.title} has branches (residual connections), so every occluded copy runs through the whole "
+        "network. On a plain chain of layers such as VGG-16, only the part of each layer the square can "
+        "reach is recomputed."
+    )
 n_y, n_x = occ.occluder_boxes((size, size), window, stride).shape[:2]
 params = dict(window=window, stride=stride, baseline=fill, precision=precision)
 run_key = (sel.input_key, *params.values())

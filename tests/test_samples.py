@@ -26,8 +26,9 @@ def test_catalogue_and_folder_agree_and_every_file_has_a_licence_line():
     assert sum(p.stat().st_size for p in SAMPLES_DIR.iterdir()) < 1_000_000
 
 
-def test_vgg_gets_photos_and_fashion_gets_garments():
+def test_imagenet_models_get_photos_and_fashion_gets_garments():
     assert all(s.name.startswith("photo_") for s in samples("vgg16"))
+    assert samples("efficientnet_lite0") == samples("vgg16")
     assert all(s.name.startswith(("fashion_", "product_")) for s in samples("fashion_cnn"))
     assert len(samples("vgg16")) >= 3
     with pytest.raises(KeyError):
