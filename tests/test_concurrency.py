@@ -24,7 +24,7 @@ from tests.conftest import photo
 pytestmark = pytest.mark.slow
 
 
-def _jobs(fashion, vgg):
+def _jobs(fashion, vgg, lite):
     """(name, callable) pairs: each is one analysis a page would run for a user."""
     fx = [fashion.preprocess(photo((40, 36), seed=s)) for s in range(4)]
     vx = [vgg.preprocess(photo((240, 230), seed=s)) for s in range(2)]
@@ -43,6 +43,15 @@ def _jobs(fashion, vgg):
             (f"vgg act {i}", lambda x=x: activations(vgg, x)["fc8"].numpy()),
             (f"vgg gradcam {i}", lambda x=x: grad_cam(vgg, x, 1)),
         ]
+    # EfficientNet-Lite0: a graph with residual additions, ReLU6 and the dense occlusion engine
+    lx = [lite.to_tensor(photo((112, 112), seed=s)) for s in range(2)]
+    for i, x in enumerate(lx):
+        jobs += [
+            (f"lite act {i}", lambda x=x: activations(lite, x)["stage4.block2.add"].numpy()),
+            (f"lite guided {i}", lambda x=x: guided_backprop(lite, x, target=285)),
+            (f"lite gradcam {i}", lambda x=x: grad_cam(lite, x, 285)),
+            (f"lite occlusion {i}", lambda x=x: occlusion_map(lite, x, 56, 56, precision="exact").logits),
+        ]
     return jobs
 
 
@@ -60,8 +69,8 @@ def _hooks(module):
     )
 
 
-def test_eight_threads_mixed_analyses_equal_sequential(fashion, vgg):
-    jobs = _jobs(fashion, vgg)
+def test_eight_threads_mixed_analyses_equal_sequential(fashion, vgg, lite):
+    jobs = _jobs(fashion, vgg, lite)
     sequential = {name: fn() for name, fn in jobs}
     shuffled = jobs * 2
     random.Random(0).shuffle(shuffled)
@@ -69,7 +78,7 @@ def test_eight_threads_mixed_analyses_equal_sequential(fashion, vgg):
         results = list(pool.map(lambda job: (job[0], job[1]()), shuffled))
     for name, value in results:
         np.testing.assert_array_equal(value, sequential[name], err_msg=name)
-    for model in (fashion, vgg):
+    for model in (fashion, vgg, lite):
         assert _hooks(model.module) == 0
-        assert all(not m.inplace for m in model.module.modules() if isinstance(m, torch.nn.ReLU))
+        assert all(not m.inplace for m in model.module.modules() if isinstance(m, torch.nn.ReLU | torch.nn.ReLU6))
         assert all(p.grad is None for p in model.module.parameters())

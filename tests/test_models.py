@@ -12,7 +12,19 @@ import torchvision
 
 from app.datasets import load_fashion_mnist
 from app.errors import WeightsUnavailableError
-from app.models import FASHION_WEIGHTS, VGG_ENV, get_model, get_model_or_untrained
+from app.models import (
+    CONFIG_ENV,
+    FASHION_WEIGHTS,
+    IMAGENET_MEAN,
+    MODEL_NAMES,
+    VGG_ENV,
+    ModelConfigError,
+    configured_models,
+    get_model,
+    get_model_or_untrained,
+    model_names,
+    torchvision_model,
+)
 from models.train_fashion import evaluate
 from tests.conftest import photo
 
@@ -103,3 +115,50 @@ def test_committed_fashion_weights_reach_target_accuracy(fashion):
     recorded = json.loads(FASHION_WEIGHTS.with_suffix(".json").read_text())
     assert accuracy >= 0.925
     assert accuracy == pytest.approx(recorded["test_accuracy"], abs=2e-3)
+
+
+# ---- any torchvision architecture, and the teacher's config file ---------------------
+
+
+def test_torchvision_architecture_with_a_local_state_dict(tmp_path, resnet):
+    path = tmp_path / "resnet18.pth"
+    torch.save(resnet.module.state_dict(), path)
+    loaded = torchvision_model("resnet18", path, name="course_resnet", title="ResNet-18 (course)")
+    assert loaded.trained and loaded.weights == "file resnet18.pth" and loaded.title == "ResNet-18 (course)"
+    x = resnet.preprocess(photo())
+    torch.testing.assert_close(loaded.logits(x), resnet.logits(x))
+    assert loaded.mean == IMAGENET_MEAN and len(loaded.labels) == 1000
+    with pytest.raises(ModelConfigError, match="not a torchvision"):
+        torchvision_model("resnet19")
+    with pytest.raises(WeightsUnavailableError, match="not a resnet34 state dict"):
+        torchvision_model("resnet34", path)
+
+
+def test_config_file_adds_models_students_see_only_by_title(tmp_path, monkeypatch, resnet):
+    torch.save(resnet.module.state_dict(), tmp_path / "weights.pth")
+    config = tmp_path / "models.toml"
+    config.write_text(
+        '[my_resnet]\ntitle = "ResNet-18 (our weights)"\narchitecture = "resnet18"\nweights = "weights.pth"\n'
+    )
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    assert model_names()["my_resnet"] == "ResNet-18 (our weights)"
+    assert list(model_names())[: len(MODEL_NAMES)] == list(MODEL_NAMES)
+    model = get_model("my_resnet")  # a relative path is read next to the config file
+    assert model.trained and model.name == "my_resnet" and model.layer("layer4.1.add").rf == 435
+    assert not get_model("my_resnet", weights=None).trained
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[x]\ntitle = 'X'\narchitecture = 'resnet18'\n", "needs weights"),
+        ("[x]\ntitle = 'X'\narchitecture = 'nonet'\nweights = 'w.pth'\n", "not in torchvision"),
+        ("[vgg16]\ntitle = 'X'\narchitecture = 'vgg16'\nweights = 'w.pth'\n", "not a shipped model"),
+        ("[x\n", "Cannot read"),
+    ],
+)
+def test_bad_config_files_raise_clear_errors(tmp_path, text, message):
+    config = tmp_path / "models.toml"
+    config.write_text(text)
+    with pytest.raises(ModelConfigError, match=message):
+        configured_models(config)
