@@ -39,3 +39,20 @@ def test_upload_png_shows_prediction(tmp_path):
         assert "Using shirt.png" in sidebar and "How to read the image" in sidebar  # Fashion-only control
         assert "VGG-16" not in page.locator("[data-testid=stMain]").inner_text()
     assert (tmp_path / "prediction.png").stat().st_size > 10_000
+
+
+def test_efficientnet_names_the_sample_cat(tmp_path):
+    """The offline ImageNet model, chosen in a real browser, predicts a real class for the first sample."""
+    title = "EfficientNet-Lite0 (ImageNet, works offline)"
+    with streamlit_server() as url, chromium_page() as page:
+        page.goto(url, wait_until="networkidle")
+        model_box = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first
+        model_box.click(timeout=120_000)
+        page.get_by_role("option", name=title).click()
+        wait_for_run(page)
+        page.get_by_text("Top-1:").wait_for(timeout=90_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(tmp_path / "efficientnet.png"), full_page=True)
+        body = page.inner_text("body")
+        assert "Top-1: tiger cat" in body or "Top-1: Egyptian cat" in body
+        assert "stage2.block2.add" in body or "stem.conv" in body  # the DAG layer table
