@@ -104,15 +104,15 @@ def _explanation_shares(lite, img: Image.Image) -> tuple[str, float, float]:
     x = lite.to_tensor(img)
     target = int(lite.logits(x)[0].argmax())
     cam = attr.grad_cam(lite, x, target)
-    result = occ.occlusion_map(lite, x, 32, 16, "blur")
+    result = occ.occlusion_map(lite, x, 48, 24, "blur")  # 64 positions: a blurred 48 px square
     drop = occ.pixel_map(result, occ.prob_drop_map(result, target), (224, 224))
     return lite.labels[target], _share(cam, CAT_BOX), _share(drop, CAT_BOX)
 
 
 @pytest.mark.slow
 def test_grad_cam_and_occlusion_put_most_mass_on_the_cat(lite):
-    """Measured: Grad-CAM 0.68 and occlusion 0.74 of the mass inside the cat's box (24 % of the
-    image); the same centred box in the shuffled image gets 0.28 and 0.29."""
+    """Measured: Grad-CAM 0.68 and occlusion 0.78 of the mass inside the cat's box (24 % of the
+    image); the same centred box in the shuffled image gets 0.28 and 0.27."""
     label, cam, occlusion = _explanation_shares(lite, _cat_on_grass())
     assert label in CAT_BREEDS
     _, cam_control, occlusion_control = _explanation_shares(lite, _shuffled(_cat_on_grass()))
