@@ -38,13 +38,14 @@ from app.progress import Progress
 
 Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
+DEFAULT_PERPLEXITY = 30.0
 # openTSNE threads. One: the app's CPU is shared by many sessions, and there OpenMP
 # threads spin-waiting for each other made t-SNE 4-8x slower than one thread (measured
 # on a loaded 2-core CPU; with OMP_WAIT_POLICY=PASSIVE two threads were merely no faster).
 N_JOBS = 1
 FFT_FROM = 10_000  # points from which FFT gradients beat Barnes-Hut (openTSNE's "auto" rule)
 _BIG_INPUT_BATCH = 16  # VGG-sized inputs: bounds activation memory (about 0.4 GB for 16 at 224x224)
-_STORE_VERSION = 2  # bump when the stored format or the computation changes
+_STORE_VERSION = 3  # bump when the stored format or the computation changes
 
 _transform_lock = threading.Lock()
 _store_locks: dict[str, threading.Lock] = {}
@@ -323,7 +324,6 @@ def _store_key(model: LoadedModel, method: str, params: dict[str, Any]) -> str:
         "version": _STORE_VERSION,
         "model": model.name,
         "weights": weights_digest(model),
-        "precision": prec.resolve(model.precision, model.device),
         "method": method,
         "params": params,
         "openTSNE": openTSNE.__version__,
@@ -343,6 +343,11 @@ def _write_atomic(path: Path, payload: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def map_params(method: str, perplexity: float = DEFAULT_PERPLEXITY) -> dict[str, Any]:
+    """The parameters a stored map is keyed by, spelled one way (30 and 30.0 must not be two maps)."""
+    return {"perplexity": float(perplexity)} if method == "tsne" else {}
 
 
 def fashion_test_map(
@@ -376,7 +381,11 @@ def fashion_test_map(
         images, labels = load_fashion_mnist("test")
         n = len(images)
         # progress: features count as n steps, the map as 2n (t-SNE dominates the time)
-        feats = features(model, images, progress=(lambda d, t: progress(d, 3 * n)) if progress else None)
+        # fp32 whatever the CPU: the stored map then means the same on every machine, so one
+        # built with the Docker image or by `make warm` is found on any server (10k Fashion
+        # images take about 2 s; t-SNE dominates)
+        report = (lambda d, t: progress(d, 3 * n)) if progress else None
+        feats = features(model, images, progress=report, precision="fp32")
         if method == "tsne":
             report = (lambda d, t: progress(n + 2 * n * d // t, 3 * n)) if progress else None
             fmap = tsne_map(feats, progress=report, **params)
