@@ -21,6 +21,7 @@ import torch
 from torch import fx, nn
 
 from app import precision as prec
+from app import sharing
 from app.layers import trace
 from app.loaded import LoadedModel
 
@@ -83,6 +84,6 @@ def truncated(model: LoadedModel, layer: str) -> fx.GraphModule:
 def activations(model: LoadedModel, x: torch.Tensor, precision: str = "fp32") -> dict[str, torch.Tensor]:
     """{layer name: output [N, ...] fp32 on CPU} for every row of `model.layers`, in order."""
     graph = extractor(model)
-    with model.lock, torch.inference_mode(), prec.autocast(model.device, precision):
+    with sharing.forward(), torch.inference_mode(), prec.autocast(model.device, precision):
         out = graph(x.to(model.device, memory_format=torch.channels_last))
     return {name: t.float().contiguous().cpu() for name, t in out.items()}

@@ -31,10 +31,11 @@ import torchvision
 from torch import fx, nn
 from torchvision.models.feature_extraction import NodePathTracer
 
+from app import sharing
 from app.numeric import pair
 
-# torch.fx patches nn.Module.__call__ process-wide while it traces: one trace at a time
-# (see app/activations.py).
+# One trace at a time, and none while a forward pass runs (app.sharing): torch.fx patches
+# nn.Module.__call__ process-wide while it traces.
 TRACE_LOCK = threading.Lock()
 
 _KINDS = {
@@ -115,7 +116,8 @@ def trace(module: nn.Module) -> tuple[fx.Graph, dict[fx.Node, str]]:
     with TRACE_LOCK:
         if key not in _traces:
             tracer = NodePathTracer(autowrap_modules=(math, torchvision.ops))
-            graph = tracer.trace(module)
+            with sharing.exclusive():  # tracing patches nn.Module.__call__ process-wide
+                graph = tracer.trace(module)
             _traces[key] = graph, [tracer.node_to_qualname.get(n) for n in graph.nodes]
         graph, names = _traces[key]
         graph = copy.deepcopy(graph)

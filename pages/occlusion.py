@@ -47,8 +47,9 @@ with c4:
 exact = st.toggle(
     "Exact fp32",
     key="occ_exact",
-    help="Full precision, identical to captum's Occlusion. The default uses bfloat16 on CPUs that have it: "
-    "several times faster, same maps to the eye.",
+    help="Full precision, identical to captum's Occlusion. The default uses bfloat16 on CPUs that have it, "
+    "for networks where it keeps the maps (several times faster, same maps to the eye); EfficientNet-Lite0 "
+    "always runs in full precision.",
 )
 precision = "exact" if exact else "auto"
 if occ.engine_name(model) == "dense":
