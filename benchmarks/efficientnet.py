@@ -85,8 +85,8 @@ def main() -> None:
         f"  forward: fp32 {fp32[0] * 1000:.0f} ms, bf16 {bf16[0] * 1000:.0f} ms (x{fp32[0] / bf16[0]:.2f}); "
         f"largest top-5 probability change {_top5_change(fp32[2], bf16[2]):.3f}"
     )
-    exact = results["efficientnet_lite0", "exact"]
-    x = xs["efficientnet_lite0"]
+    wall, cpu, exact = timed(lambda: occ.occlusion_map(lite, x, 32, 16, precision="exact"), 1)
+    print(f"  occlusion w32 s16 fp32: {wall:.1f} s wall, {cpu:.1f} CPU s")
     wall, cpu, bf16_map = timed(lambda: occ.occlusion_map(lite, x, 32, 16, precision="bf16"), 1)
     change = float(np.abs(occ.probabilities(bf16_map) - occ.probabilities(exact)).max())
     agree = float((occ.predicted_class_map(bf16_map) == occ.predicted_class_map(exact)).mean())
