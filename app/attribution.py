@@ -277,10 +277,15 @@ def last_conv(model: LoadedModel) -> str:
     return [row.name for row in model.layers if row.kind == "conv"][-1]
 
 
+# layer-table kinds of activation functions (app.layers names unknown modules by their class)
+_ACTIVATION_KINDS = ("relu", "hardswish", "silu", "gelu", "leakyrelu", "elu")
+
+
 def default_cam_layer(model: LoadedModel) -> str:
     """Grad-CAM's default layer: the rectified output of the last convolution (relu5_3 in
     VGG-16, relu2_2 in the Fashion CNN, head.relu in EfficientNet-Lite0, ResNet's last
-    block output layer4.1.relu_1), the feature maps Selvaraju et al. use.
+    block output layer4.1.relu_1, the Hardswish after MobileNetV3's last conv), the
+    feature maps Selvaraju et al. use.
 
     Not the raw conv output: with batch norm it comes before the normalisation,
     whose scale and shift change the sign of what the class "wants", and in the
@@ -289,7 +294,7 @@ def default_cam_layer(model: LoadedModel) -> str:
     rows = model.layers
     last = [row.name for row in rows].index(last_conv(model))
     for row in rows[last + 1 :]:
-        if row.kind == "relu" and row.spatial:
+        if row.kind in _ACTIVATION_KINDS and row.spatial:
             return row.name
         if row.kind not in ("bn", "dropout", "add"):  # a residual block's output is its ReLU after the add
             break

@@ -18,6 +18,7 @@ from app import occlusion as occ
 from app.activations import activations, feature_graph
 from app.layers import layer_table, with_shapes
 from app.loaded import LoadedModel
+from app.models import torchvision_model
 from tests.conftest import photo
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
@@ -141,6 +142,12 @@ def test_every_backend_function_runs_on_resnet(resnet):
     np.testing.assert_allclose(last["logits"], resnet.logits(x)[0].numpy(), rtol=1e-4, atol=1e-4)
     assert occ.engine_name(resnet) == "dense" and occ.estimate_seconds(resnet, 32, 16) > 0
     assert _hooks(resnet.module) == 0 and all(p.grad is None for p in resnet.module.parameters())
+
+
+def test_grad_cam_defaults_to_the_activation_after_the_last_conv():
+    mobilenet = torchvision_model("mobilenet_v3_small")  # conv, batch norm, Hardswish
+    assert attr.default_cam_layer(mobilenet) == "features.12.2"
+    assert mobilenet.layer("features.12.2").type == "Hardswish"
 
 
 def test_guided_backprop_on_resnet_matches_captum(resnet):
