@@ -14,6 +14,13 @@ from plotly.colors import sample_colorscale
 
 GAP = np.nan  # mosaic gaps render transparent
 
+# One colour convention for signed values (weights, maps before ReLU, probability drops),
+# stated here once: every signed figure uses SIGNED_SCALE centred on 0, and every caption
+# that explains it quotes SIGNED_WORDS. Plotly's "RdBu" runs red -> blue from low to high,
+# so the convention "red = positive" needs its reverse.
+SIGNED_SCALE = "RdBu_r"
+SIGNED_WORDS = "red = positive, blue = negative, white = 0"
+
 
 def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") -> go.Figure:
     labels = [label for label, _ in pairs][::-1]
@@ -102,7 +109,16 @@ def feature_grid(
     return fig
 
 
-def heatmap(values: np.ndarray, title: str = "", colorscale: str = "Viridis", zmid: float | None = None) -> go.Figure:
+def heatmap(
+    values: np.ndarray,
+    title: str = "",
+    colorscale: str = "Viridis",
+    zmid: float | None = None,
+    signed: bool = False,
+) -> go.Figure:
+    """One 2-D map with pixel hover; signed=True draws it in the signed convention (SIGNED_WORDS)."""
+    if signed:
+        colorscale, zmid = SIGNED_SCALE, 0.0
     fig = go.Figure(
         go.Heatmap(
             z=values,
@@ -174,14 +190,14 @@ def filter_grid(filters: np.ndarray, upscale: int = 8) -> go.Figure:
 
 
 def kernel_grid(kernels: np.ndarray) -> go.Figure:
-    """One filter's kernels [in, k, k] with a diverging scale centred on zero."""
+    """One filter's kernels [in, k, k] in the signed convention (SIGNED_WORDS), centred on zero."""
     cols = math.ceil(math.sqrt(len(kernels)))
     values, index = mosaic(kernels, cols)
     fig = go.Figure(
         go.Heatmap(
             z=values,
             customdata=index,
-            colorscale="RdBu",
+            colorscale=SIGNED_SCALE,
             zmid=0,
             hovertemplate="input channel %{customdata}<br>weight %{z:.4f}<extra></extra>",
             colorbar=dict(title="weight", thickness=12),

@@ -41,7 +41,7 @@ st.markdown(
 c1, c2, c3 = st.columns(3)
 sort_by = c1.selectbox("Order channels by", ["channel number", "mean activation", "max activation"])
 scale = c2.radio("Colour scale", ["shared", "per map"], horizontal=True, help="Per map stretches weak maps.")
-colorscale = c3.selectbox("Colours", ["Viridis", "Greys_r", "Inferno", "RdBu_r"])
+colorscale = c3.selectbox("Colours", ["Viridis", "Greys_r", "Inferno", figures.SIGNED_SCALE])
 order = np.arange(c)
 if sort_by == "mean activation":
     order = np.argsort(maps.mean(axis=(1, 2)))[::-1]

@@ -190,18 +190,19 @@ with tab_drop:
         left, right = st.columns(2)
         with left:
             st.plotly_chart(
-                grid_figure(drop, f"drop in P({label})", "RdBu_r", "drop", zmid=0.0),
+                grid_figure(drop, f"drop in P({label})", figures.SIGNED_SCALE, "drop", zmid=0.0),
                 width="stretch",
                 key="occ_drop_fig",
                 theme=None,
             )
-            downloads("drop_map", figures.colorize(drop, "RdBu_r"), drop)
+            downloads("drop_map", figures.colorize(drop, figures.SIGNED_SCALE), drop)
         with right:
             blended = figures.overlay(base, pixels, opacity, "Jet")
             st.plotly_chart(figures.rgb_figure(blended, "over the input"), width="stretch", key="occ_drop_over")
             downloads("drop_overlay", blended, pixels)
         st.caption(
-            "How much the probability of the class falls when each region is hidden (red: falls, blue: rises). "
+            "How much the probability of the class falls when each region is hidden "
+            f"({figures.SIGNED_WORDS}: red where it falls, blue where it rises). "
             "The overlay gives every pixel the average drop over the windows that covered it, so the red "
             "regions are the ones the network needed most."
         )

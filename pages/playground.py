@@ -21,8 +21,9 @@ st.caption(
 )
 
 
-def _map(values: np.ndarray, title: str, numbers: bool, colorscale: str = "Greys_r", zmid: float | None = None):
-    fig = figures.heatmap(values, title, colorscale, zmid=zmid)
+def _map(values: np.ndarray, title: str, numbers: bool, colorscale: str = "Greys_r"):
+    """colorscale "signed" draws signed values in the app's one convention (figures.SIGNED_WORDS)."""
+    fig = figures.heatmap(values, title, colorscale, signed=colorscale == "signed")
     if numbers:
         fig.update_traces(texttemplate="%{z:.4~g}", textfont=dict(size=11))
     fig.update_layout(height=360)
@@ -73,20 +74,20 @@ if not np.isfinite(kernel).all():
 fmap = pg.convolve(image, kernel, padding=1 if padding else 0)
 c1, c2 = st.columns(2)
 c1.plotly_chart(_map(image, "input (grey 0–255)", numbers), width="stretch", key="pg_in")
-c2.plotly_chart(_map(fmap, f"feature map ({preset} weights)", numbers, "RdBu_r", 0.0), width="stretch", key="pg_fmap")
+c2.plotly_chart(_map(fmap, f"feature map ({preset} weights)", numbers, "signed"), width="stretch", key="pg_fmap")
 st.caption(f"Input {image.shape[0]}×{image.shape[1]} → feature map {fmap.shape[0]}×{fmap.shape[1]}.")
 
 # ---------------------------------------------------------------- ReLU
 st.header("2. ReLU")
 st.markdown(
     "The activation keeps positive responses as they are and replaces every negative one with zero. "
-    "Red is positive, blue negative: after ReLU the blue is gone, so only the places where the kernel's "
+    f"Colours: {figures.SIGNED_WORDS}. After ReLU the blue is gone, so only the places where the kernel's "
     "pattern was really present stay switched on."
 )
 activated = pg.relu(fmap)
 c1, c2 = st.columns(2)
-c1.plotly_chart(_map(fmap, "before ReLU", numbers, "RdBu_r", 0.0), width="stretch", key="pg_pre_relu")
-c2.plotly_chart(_map(activated, "after ReLU", numbers, "RdBu_r", 0.0), width="stretch", key="pg_relu")
+c1.plotly_chart(_map(fmap, "before ReLU", numbers, "signed"), width="stretch", key="pg_pre_relu")
+c2.plotly_chart(_map(activated, "after ReLU", numbers, "signed"), width="stretch", key="pg_relu")
 st.caption(f"{100 * (fmap < 0).mean():.0f} % of the values were negative and became 0.")
 
 # ---------------------------------------------------------------- pooling

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app import figures
 from tests.apptest import open_page, plotly_charts
 
 MODELS = ["fashion_cnn", "vgg16"]
@@ -45,6 +46,8 @@ def test_filters_page(model_name):
     assert at.title[0].value == "Filters"
     assert len(plotly_charts(at)) == 2
     assert not at.exception
+    # the deeper filter's caption states the colour convention its figure draws (tests/test_figures.py)
+    assert any(figures.SIGNED_WORDS in c.value for c in at.caption)
 
 
 def test_a_network_trained_in_the_session_replaces_the_shipped_one(fashion_untrained):
