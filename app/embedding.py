@@ -205,6 +205,11 @@ class Map:
             return np.asarray(ref.transform(x), dtype=np.float64)
 
 
+def max_perplexity(n: int) -> float:
+    """The largest perplexity openTSNE accepts for n points: it needs n > 3 * perplexity."""
+    return (n - 1) / 3
+
+
 def tsne_map(
     features: np.ndarray,
     perplexity: float = 30,
@@ -223,7 +228,7 @@ def tsne_map(
     n = len(x)
     if n < 4:
         raise ValueError("t-SNE needs at least 4 points")
-    perplexity = float(min(perplexity, (n - 1) / 3))
+    perplexity = float(min(perplexity, max_perplexity(n)))
     total, every = 800, 25  # 50 steps for affinities + initialisation, then 750 iterations
     if progress:
         progress(0, total)

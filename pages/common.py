@@ -38,6 +38,11 @@ class Selection:
     input_key: str  # hash of image bytes + model + intake: the cache key of every analysis
     intake: str = ""  # Fashion model only: "photo" or "dataset"
 
+    @property
+    def image_key(self) -> str:
+        """Hash of the image bytes alone (input_key without model and intake), as app.images.image_key."""
+        return self.input_key.partition(":")[0]
+
     def analysis(self, func: str, progress=None, **params):
         return cache.analysis(func, self.model_name, self.input_key, self.x, progress=progress, **params)
 

@@ -207,15 +207,25 @@ except LensError as exc:
     st.stop()
 
 map_key = f"{data_key}:{method}:{perplexity}"
-mine = sel.analysis("app.embedding:features")
-mine_pixels = sel.analysis("app.embedding:pixels", size=PIXEL_SIDE if model.input_size > PIXEL_SIDE else None)
-you = _place(map_key, sel.input_key, fmap, mine)
+row = collection.find(sel.image_key) if source == OWN_SET else None
+if row is not None:  # the user's image is in the collection: the same computation, so its own neighbour at 0
+    mine, mine_pixels, you = feats[row : row + 1], pix[row : row + 1], fmap.coords[row]
+else:
+    mine = sel.analysis("app.embedding:features")
+    mine_pixels = sel.analysis("app.embedding:pixels", size=PIXEL_SIDE if model.input_size > PIXEL_SIDE else None)
+    you = _place(map_key, sel.input_key, fmap, mine)
 
 if method == "pca":
     a, b = fmap.explained_variance_ratio
     title = f"PCA: the two axes keep {a:.1%} + {b:.1%} = {a + b:.1%} of the spread"
 else:
-    title = f"t-SNE (perplexity {fmap.params['perplexity']:g}), coloured by {label_kind}"
+    used = fmap.params["perplexity"]
+    capped = (
+        f": {perplexity:g} needs {3 * perplexity + 1:.0f} images or more, {len(fmap.coords)} allow at most {used:.3g}"
+        if used < perplexity
+        else ""
+    )
+    title = f"t-SNE (perplexity {used:.3g}{capped}), coloured by {label_kind}"
 event = st.plotly_chart(
     _figure(fmap.coords, groups, hover, you, title),
     width="stretch",
@@ -229,7 +239,12 @@ st.caption(
         "PCA is a linear projection: distances along the axes are real, but most of the spread is not shown."
         if method == "pca"
         else "t-SNE keeps neighbours together but not distances: the size of a cluster and the gaps between "
-        "clusters mean little. Your image (★) was placed into the finished map, not used to build it."
+        "clusters mean little. "
+        + (
+            "Your image (★) is part of this collection, so it sits where the map put it."
+            if row is not None
+            else "Your image (★) was placed into the finished map, not used to build it."
+        )
     )
 )
 
