@@ -54,9 +54,29 @@ class Selection:
         return softmax(self.logits())
 
 
-@st.cache_data(max_entries=64, ttl=3600, show_spinner=False)
-def _decode(data: bytes) -> Image.Image:
-    return load_image(data)
+# Decoded images are kept at most this large: every analysis works at 224 px or less, and a
+# 6000x4000 photo held at full size costs 72 MB per entry (and 2.6 s per Zalando conversion,
+# measured on the busy 2-core development machine, against 0.1 s at this size).
+WORK_SIDE = 1024
+
+
+@st.cache_resource(max_entries=16, ttl=3600, show_spinner=False)
+def _decode(key: str, _data: bytes) -> Image.Image:
+    """The upload, decoded once per image (keyed by its hash) and shrunk to WORK_SIDE; read-only."""
+    image = load_image(_data)
+    image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
+@st.cache_resource(max_entries=32, ttl=3600, show_spinner="Preparing your image for the network…")
+def _prepare(
+    model_key: str, input_key: str, intake: str, _model: LoadedModel, _image: Image.Image
+) -> tuple[list[PreprocessStep], torch.Tensor]:
+    """Pre-processing steps and model input, once per (model, image, intake), not once per page visit."""
+    if intake:
+        return fashion_input(_model, _image, intake)
+    steps = _model.preprocess_steps(_image)
+    return steps, _model.to_tensor(steps[-1].image)
 
 
 def _session_network(name: str) -> tuple[str, LoadedModel] | None:
@@ -96,25 +116,24 @@ def selection() -> Selection:
             "Choose an image in the sidebar: a sample, your own upload, or a camera shot.", icon=":material/arrow_back:"
         )
         st.stop()
+    key = image_key(data)
     try:
-        image = _decode(data)
+        image = _decode(key, data)
     except LensError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
     intake = ""
+    if model.name == "fashion_cnn":  # the shipped network or one trained in this session
+        intake = st.session_state.get("fashion_intake", "auto")
+        if intake == "auto":
+            intake = "dataset" if looks_like_fashion_mnist(image) else "photo"
+    input_key = f"{key}:{name}:{intake}"
     try:
-        if name == "fashion_cnn":
-            intake = st.session_state.get("fashion_intake", "auto")
-            if intake == "auto":
-                intake = "dataset" if looks_like_fashion_mnist(image) else "photo"
-            steps, x = fashion_input(model, image, intake)
-        else:
-            steps = model.preprocess_steps(image)
-            x = model.to_tensor(steps[-1].image)
+        steps, x = _prepare(name, input_key, intake, model, image)
     except LensError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
-    return Selection(name, model, image, steps, x, f"{image_key(data)}:{name}:{intake}", intake)
+    return Selection(name, model, image, steps, x, input_key, intake)
 
 
 def model_input_rgb(sel: Selection) -> Image.Image:
