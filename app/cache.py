@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +26,7 @@ import torch
 from app.activations import activations
 from app.errors import LensError
 from app.lru import ResultStore
-from app.models import MODEL_NAMES, LoadedModel, get_model_or_untrained
+from app.models import MODEL_NAMES, VGG_ENV, LoadedModel, fetch_vgg16_weights, get_model, get_model_or_untrained
 
 Progress = Callable[[int, int], None]
 
@@ -54,6 +56,11 @@ def session_model(key: str) -> LoadedModel | None:
     return net if hit else None
 
 
+# Cache keys of a shipped model running untrained because its weights were missing: results
+# computed with it must not be served once the real weights arrive (see retry_weights).
+UNTRAINED = "~untrained"
+
+
 def model(name: str) -> tuple[LoadedModel, str | None]:
     """(model, warning) for a shipped model name or a session key; the warning explains a fallback."""
     if "@" in name:
@@ -61,7 +68,47 @@ def model(name: str) -> tuple[LoadedModel, str | None]:
         if net is None:
             raise LensError("Your trained network has expired; train it again on the Live training page.")
         return net, None
-    return _shared_models()[name]
+    return _shared_models()[name.removesuffix(UNTRAINED)]
+
+
+_retry_lock = threading.Lock()
+_retries: dict[str, threading.Thread] = {}
+_retry_errors: dict[str, str] = {}
+
+
+def retry_weights(name: str) -> str:
+    """Try once per process, in the background, to fetch a shipped model's missing weights.
+
+    `make run` tries the download before the server starts; when that failed (no internet
+    yet, a proxy), the first page that shows the untrained fallback tries again without
+    blocking: the server is reached with a timeout and the download runs in a thread. On
+    success the shared model is swapped for the trained one; the untrained one's results
+    live under `name + UNTRAINED` keys and are never served for it.
+    Returns "trying", "failed" (reason in `retry_error`), "ready" or "" (nothing to fetch).
+    """
+    if name != "vgg16" or os.environ.get(VGG_ENV):  # a teacher's own weights file: nothing to download
+        return ""
+    models = _shared_models()
+    with _retry_lock:
+        thread = _retries.get(name)
+        if thread is None:
+
+            def attempt() -> None:
+                try:
+                    fetch_vgg16_weights()
+                    models[name] = (get_model(name), None)
+                except LensError as exc:
+                    _retry_errors[name] = str(exc)
+
+            thread = _retries[name] = threading.Thread(target=attempt, daemon=True, name="cnn-lens-weights")
+            thread.start()
+    if thread.is_alive():
+        return "trying"
+    return "failed" if name in _retry_errors else "ready"
+
+
+def retry_error(name: str) -> str | None:
+    return _retry_errors.get(name)
 
 
 @st.cache_data(max_entries=256, ttl=3600, show_spinner="Running the network on your image…")

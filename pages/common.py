@@ -100,11 +100,30 @@ def current_model() -> tuple[str, LoadedModel]:
         return own
     loaded, warning = cache.model(name)
     if warning:
-        st.warning(
-            f"**Pretrained weights unavailable — showing an untrained {loaded.title}.** {warning}",
-            icon=":material/warning:",
-        )
+        _untrained_banner(name, loaded, warning)
+        return name + cache.UNTRAINED, loaded
     return name, loaded
+
+
+def _untrained_banner(name: str, loaded: LoadedModel, warning: str) -> None:
+    """One line a student can read; what went wrong and how to fix it behind an expander for the teacher."""
+    retry = cache.retry_weights(name)
+    st.warning(
+        f"This {loaded.title} has **not been trained**: it shows what a network with random weights does, "
+        "not what it learned.",
+        icon=":material/warning:",
+    )
+    with st.expander("Details for the teacher"):
+        st.markdown(
+            {
+                "trying": "The app is trying the download again in the background; reload this page in a few "
+                "minutes to use the trained network.",
+                "failed": "The app tried the download again and it failed too: " + (cache.retry_error(name) or ""),
+                "ready": "The pretrained weights have arrived: reload this page to use them.",
+                "": "",
+            }[retry]
+        )
+        st.caption(f"When the app started: {warning}")
 
 
 def selection() -> Selection:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app import figures
+from app import cache, figures
+from app.errors import WeightsUnavailableError
+from app.models import VGG_ENV
 from tests.apptest import open_page, plotly_charts
 
 MODELS = ["fashion_cnn", "vgg16"]
@@ -24,7 +26,30 @@ def test_prediction_page(model_name):
     assert {"layer", "type", "output shape", "parameters", "receptive field", "stride at input"} <= set(table.columns)
     if model_name == "vgg16":
         assert table.set_index("layer").loc["conv5_3", "receptive field"] == "196x196"
-        assert any("untrained" in w.value for w in at.warning) or "ImageNet" in at.caption[0].value
+        assert any("not been trained" in w.value for w in at.warning) or "ImageNet" in at.caption[0].value
+
+
+def test_missing_weights_banner_speaks_to_students_and_retries_once(monkeypatch):
+    calls: list[float] = []
+
+    def offline(connect_timeout: float = 5.0) -> None:
+        calls.append(connect_timeout)
+        raise WeightsUnavailableError("could not download them: [Errno -2] Name or service not known")
+
+    monkeypatch.delenv(VGG_ENV, raising=False)
+    monkeypatch.setattr(cache, "fetch_vgg16_weights", offline)
+    monkeypatch.setattr(cache, "_retries", {})
+    monkeypatch.setattr(cache, "_retry_errors", {})
+    at = open_page("vgg16")
+    if cache.model("vgg16")[0].trained:
+        pytest.skip("the pretrained weights are available here: no banner to test")
+    (banner,) = at.warning
+    assert "not been trained" in banner.value and "Errno" not in banner.value and "make" not in banner.value
+    cache._retries["vgg16"].join(10)
+    at.switch_page("pages/filters.py").run()
+    (details,) = [e for e in at.expander if e.label == "Details for the teacher"]
+    assert "failed too" in details.markdown[0].value and "Errno" in details.markdown[0].value
+    assert calls == [5.0]  # one background attempt per process, not one per page
 
 
 @pytest.mark.parametrize("model_name", MODELS)
