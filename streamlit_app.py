@@ -11,7 +11,7 @@ from starlette.formparsers import MultiPartParser
 
 from app.models import MODEL_NAMES
 from app.samples import sample_bytes, samples
-from pages.common import INTAKE
+from pages.common import INTAKE, INTAKE_LABEL
 
 # Uploads must never touch the disk: Starlette spools request bodies over 1 MiB to a
 # temporary file; keep them in memory up to the upload cap (+1 MiB for the form).
@@ -89,7 +89,7 @@ def main() -> None:
     _image_picker(model_name)
     if model_name == "fashion_cnn":
         st.sidebar.radio(
-            "How to read the image",
+            INTAKE_LABEL,
             list(INTAKE),
             format_func=INTAKE.get,
             key="fashion_intake",

@@ -26,6 +26,7 @@ INTAKE = {
     "photo": "Photo: convert to Fashion-MNIST style",
     "dataset": "Already Fashion-MNIST style",
 }
+INTAKE_LABEL = "How to read the image"  # the sidebar radio of INTAKE; error hints refer to it by name
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,30 @@ def selection() -> Selection:
     try:
         steps, x = _prepare(name, input_key, intake, model, image)
     except LensError as exc:
-        st.error(str(exc), icon=":material/error:")
+        hint = (
+            f" If the image is already in Fashion-MNIST style (a light object on black), choose "
+            f"“{INTAKE['dataset']}” under “{INTAKE_LABEL}” in the sidebar."
+            if intake == "photo"
+            else ""
+        )
+        st.error(str(exc) + hint, icon=":material/error:")
         st.stop()
     return Selection(name, model, image, steps, x, input_key, intake)
+
+
+def what_the_model_knows(model: LoadedModel) -> str:
+    """What a student must know before trusting a prediction: the network can only answer with its classes."""
+    n = len(model.labels)
+    kinds = (
+        f"the {n} kinds of clothing of Fashion-MNIST ({', '.join(model.labels)}), photographed alone on a plain "
+        "background"
+        if model.name == "fashion_cnn"
+        else f"the {n:,} ImageNet classes (mostly animals and objects)"
+    )
+    return (
+        f"This network only knows {kinds}. It must answer with one of them for any image, even a picture of "
+        "something else, so a high probability does not mean the image shows that class."
+    )
 
 
 def model_input_rgb(sel: Selection) -> Image.Image:

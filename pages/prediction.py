@@ -29,6 +29,7 @@ with right:
         "The last layer gives one score (logit) per class. Softmax turns the scores into "
         "probabilities that add up to 1; the bars show the five largest."
     )
+    st.info(common.what_the_model_knows(model), icon=":material/info:")
 
 with left:
     st.subheader("Pre-processing: from your image to the network's input")
