@@ -11,7 +11,7 @@ from starlette.formparsers import MultiPartParser
 
 from app.models import MODEL_NAMES
 from app.samples import sample_bytes, samples
-from pages.common import INTAKE, INTAKE_LABEL
+from pages.common import INTAKE, INTAKE_LABEL, preview
 
 # Uploads must never touch the disk: Starlette spools request bodies over 1 MiB to a
 # temporary file; keep them in memory up to the upload cap (+1 MiB for the form).
@@ -75,11 +75,34 @@ def _image_picker(model_name: str) -> None:
         )
         kept = st.session_state.get("camera")
     if kept and source != "Sample":
-        size = len(kept[1])
-        st.sidebar.caption(
-            f"Using **{kept[0]}** ({size / 1024:.0f} KB)." if size >= 1024 else f"Using **{kept[0]}** ({size} bytes)."
-        )
+        _show_kept(source, kept)
+        kept = st.session_state.get(STORE_KEYS[source])  # None when the user chose to forget it
     st.session_state["image_bytes"] = kept[1] if kept else None
+
+
+STORE_KEYS = {"Upload": "upload", "Camera": "camera"}
+WIDGET_KEYS = {"Upload": "upload_widget", "Camera": "camera_widget"}
+
+
+def _forget(store_key: str) -> None:
+    st.session_state[store_key] = None
+
+
+def _show_kept(source: str, kept: tuple[str, bytes]) -> None:
+    """Show the image in use. The upload box empties itself when the user visits another image
+    source, while the bytes are kept; without a picture here the box said "nothing" while the
+    pages used the old file."""
+    size = len(kept[1])
+    amount = f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
+    if st.session_state.get(WIDGET_KEYS[source]) is not None:
+        st.sidebar.caption(f"Using **{kept[0]}** ({amount}).")
+        return
+    left, right = st.sidebar.columns([1, 2])
+    small = preview(kept[1])
+    if small is not None:  # a file the pages reject is explained there
+        left.image(small, width="stretch")
+    right.caption(f"Still using **{kept[0]}** ({amount}), chosen earlier. Add a file above to replace it.")
+    right.button("Forget it", key=f"forget_{source}", on_click=_forget, args=(STORE_KEYS[source],))
 
 
 def main() -> None:

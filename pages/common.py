@@ -69,6 +69,17 @@ def _decode(key: str, _data: bytes) -> Image.Image:
     return image
 
 
+def preview(data: bytes, side: int = 160) -> Image.Image | None:
+    """A small copy of a chosen image for the sidebar, or None when it cannot be decoded (pages say why)."""
+    try:
+        image = _decode(image_key(data), data)
+    except LensError:
+        return None
+    small = image.copy()
+    small.thumbnail((side, side))
+    return small
+
+
 @st.cache_resource(max_entries=32, ttl=3600, show_spinner="Preparing your image for the network…")
 def _prepare(
     model_key: str, input_key: str, intake: str, _model: LoadedModel, _image: Image.Image

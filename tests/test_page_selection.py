@@ -59,3 +59,16 @@ def test_a_photo_is_converted_once_across_pages(monkeypatch) -> None:
         at.switch_page(page).run()
         assert not at.exception, [e.value for e in at.exception]
     assert len(calls) == 1
+
+
+def test_the_sidebar_shows_an_upload_kept_from_before() -> None:
+    """After Sample -> Upload the upload box is empty while the earlier file is still used: the sidebar
+    shows it, says so, and can forget it."""
+    at = _app(png_bytes(photo((300, 200))), "photo")
+    at.session_state["upload"] = ("astronaut.png", png_bytes(photo((300, 200))))
+    at.run()
+    assert not at.exception
+    assert any("Still using **astronaut.png**" in c.value for c in at.sidebar.caption)
+    assert len(at.sidebar.get("image")) == 1
+    at.sidebar.button(key="forget_Upload").click().run()
+    assert not at.exception and at.session_state["upload"] is None
