@@ -107,7 +107,13 @@ def _show_kept(source: str, kept: tuple[str, bytes]) -> None:
 
 def main() -> None:
     _keep_sidebar_state()
+    # The navigation is drawn by hand under the title: Streamlit's own sidebar navigation
+    # always sits above everything else, which put the page links above the app's name.
+    page = st.navigation(PAGES, position="hidden")
     st.sidebar.title(":material/biotech: CNN Lens")
+    for p in PAGES:
+        st.sidebar.page_link(p)
+    st.sidebar.divider()
     model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key="model_name")
     _image_picker(model_name)
     if model_name == "fashion_cnn":
@@ -120,7 +126,7 @@ def main() -> None:
             "background) must first be converted the way Zalando made the data set.",
         )
     st.sidebar.caption("Images stay in memory for your session only; nothing is saved.")
-    st.navigation(PAGES).run()
+    page.run()
 
 
 main()

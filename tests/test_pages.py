@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
+import numpy as np
 import pytest
 
 from app import cache, figures
@@ -63,6 +67,31 @@ def test_activations_page_grid_and_channel(model_name):
     last = layer_select.options[-1]
     layer_select.set_value(last).run()
     assert not at.exception and len(plotly_charts(at)) == 0  # a vector layer: bar chart, no grid
+
+
+def _grid_channels(at) -> np.ndarray:
+    """Channel numbers shown in the activation grid (the heatmap's customdata, -1 in the gaps)."""
+    data = json.loads(plotly_charts(at)[0].proto.spec)["data"][0]["customdata"]
+    if isinstance(data, dict):
+        shape = [int(n) for n in str(data["shape"]).split(",")]
+        data = np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).reshape(shape)
+    channels = np.unique(np.asarray(data))
+    return channels[channels >= 0]
+
+
+@pytest.mark.slow
+def test_wide_layers_are_shown_a_readable_page_at_a_time():
+    """conv4_3 of VGG-16 has 512 maps: 64 at a time, strongest first, the rest on later pages."""
+    at = open_page("vgg16", "pages/activations.py")
+    assert _select(at, "Order channels by").value == "max activation"
+    _select(at, "Layer").set_value("conv4_3").run()
+    first = _grid_channels(at)
+    assert len(first) == 64
+    (paging,) = [n for n in at.number_input if n.label == "Page (of 8)"]
+    paging.set_value(2).run()
+    second = _grid_channels(at)
+    assert len(second) == 64 and not set(first) & set(second)
+    assert not at.exception
 
 
 @pytest.mark.parametrize("model_name", MODELS)
