@@ -41,6 +41,7 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/docker_lint.sh
+	$(BIN)/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
 
 audit: dev
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/audit.sh

@@ -11,7 +11,7 @@ from starlette.formparsers import MultiPartParser
 
 from app.models import MODEL_NAMES
 from app.samples import sample_bytes, samples
-from pages.common import INTAKE, INTAKE_LABEL, preview
+from pages.common import FASHION_INTAKE, IMAGE_BYTES, IMAGE_SOURCE, INTAKE, INTAKE_LABEL, MODEL_CHOICE, preview
 
 # Uploads must never touch the disk: Starlette spools request bodies over 1 MiB to a
 # temporary file; keep them in memory up to the upload cap (+1 MiB for the form).
@@ -34,7 +34,7 @@ PAGES = [
 # Sidebar widgets whose values must survive moving between pages. Streamlit drops a
 # widget's state when a run ends without drawing it (e.g. a run cut short by a page
 # switch); assigning each key to itself at the top of every run keeps it.
-STICKY_KEYS = ("model_name", "image_source", "fashion_intake", *(f"sample_{name}" for name in MODEL_NAMES))
+STICKY_KEYS = (MODEL_CHOICE, IMAGE_SOURCE, FASHION_INTAKE, *(f"sample_{name}" for name in MODEL_NAMES))
 
 
 def _keep_sidebar_state() -> None:
@@ -51,7 +51,7 @@ def _remember(widget_key: str, store_key: str) -> None:
 
 def _image_picker(model_name: str) -> None:
     """Store the chosen image's bytes in session state (never on disk)."""
-    source = st.sidebar.radio("Image", ["Sample", "Upload", "Camera"], horizontal=True, key="image_source")
+    source = st.sidebar.radio("Image", ["Sample", "Upload", "Camera"], horizontal=True, key=IMAGE_SOURCE)
     kept: tuple[str, bytes] | None = None
     if source == "Sample":
         options = samples(model_name)
@@ -77,7 +77,7 @@ def _image_picker(model_name: str) -> None:
     if kept and source != "Sample":
         _show_kept(source, kept)
         kept = st.session_state.get(STORE_KEYS[source])  # None when the user chose to forget it
-    st.session_state["image_bytes"] = kept[1] if kept else None
+    st.session_state[IMAGE_BYTES] = kept[1] if kept else None
 
 
 STORE_KEYS = {"Upload": "upload", "Camera": "camera"}
@@ -114,14 +114,14 @@ def main() -> None:
     for p in PAGES:
         st.sidebar.page_link(p)
     st.sidebar.divider()
-    model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key="model_name")
+    model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key=MODEL_CHOICE)
     _image_picker(model_name)
     if model_name == "fashion_cnn":
         st.sidebar.radio(
             INTAKE_LABEL,
             list(INTAKE),
             format_func=INTAKE.get,
-            key="fashion_intake",
+            key=FASHION_INTAKE,
             help="Fashion-MNIST images are small, light objects on black. A normal photo (dark object on a light "
             "background) must first be converted the way Zalando made the data set.",
         )

@@ -19,7 +19,6 @@ import os
 import pickle
 import tempfile
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +30,12 @@ import torch
 from PIL import Image
 from sklearn.decomposition import PCA
 
-from app import precision
+from app import precision as prec
 from app.activations import truncated
 from app.datasets import data_dir, load_fashion_mnist
-from app.models import LoadedModel
+from app.loaded import LoadedModel
+from app.progress import Progress
 
-Progress = Callable[[int, int], None]  # (done, total), as in app.cache
 Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
 # openTSNE threads. One: the app's CPU is shared by many sessions, and there OpenMP
@@ -47,8 +46,6 @@ FFT_FROM = 10_000  # points from which FFT gradients beat Barnes-Hut (openTSNE's
 _BIG_INPUT_BATCH = 16  # VGG-sized inputs: bounds activation memory (about 0.4 GB for 16 at 224x224)
 _STORE_VERSION = 2  # bump when the stored format or the computation changes
 
-_graphs: weakref.WeakKeyDictionary[LoadedModel, torch.nn.Module] = weakref.WeakKeyDictionary()
-_graphs_lock = threading.Lock()
 _transform_lock = threading.Lock()
 _store_locks: dict[str, threading.Lock] = {}
 _GRID = ("interp_coeffs", "box_x_lower_bounds", "box_y_lower_bounds")  # openTSNE's FFT grid of a map
@@ -66,16 +63,6 @@ def penultimate_layer(model: LoadedModel) -> str:
     return model.layers[_last_fc(model) - 1].name
 
 
-def _graph(model: LoadedModel) -> torch.nn.Module:
-    """An fx graph that stops at the penultimate layer; built once per model, shares its weights."""
-    with _graphs_lock:
-        graph = _graphs.get(model)
-        if graph is None:
-            graph = truncated(model, penultimate_layer(model))
-            _graphs[model] = graph
-        return graph
-
-
 def _batches(model: LoadedModel, images: Images, batch_size: int):
     """Normalised model inputs [B, C, H, W] in order.
 
@@ -88,9 +75,8 @@ def _batches(model: LoadedModel, images: Images, batch_size: int):
         if images.dtype == torch.uint8:
             if images.ndim != 3 or tuple(images.shape[1:]) != size or model.channels != 1:
                 raise ValueError(f"uint8 images must be [N, {size[0]}, {size[1]}] grey images for {model.name}")
-            mean, std = model.mean[0], model.std[0]
             for i in range(0, len(images), step):
-                yield (images[i : i + step].unsqueeze(1).float() / 255 - mean) / std
+                yield model.normalise(images[i : i + step].unsqueeze(1))
         else:
             if images.ndim != 4 or tuple(images.shape[1:]) != (model.channels, *size):
                 raise ValueError(f"inputs must be [N, {model.channels}, {size[0]}, {size[1]}] for {model.name}")
@@ -106,7 +92,7 @@ def features(
     images: Images,
     batch_size: int = 256,
     progress: Progress | None = None,
-    precision_: str | None = None,
+    precision: str | None = None,
 ) -> np.ndarray:
     """Penultimate-layer vectors, float32 [N, D] (D = 4096 for VGG-16, 128 for the Fashion CNN).
 
@@ -114,12 +100,13 @@ def features(
     quality test checks that this keeps neighbours as good as fp32 would. The model
     lock is held per batch, so other sessions are not blocked for a whole data set.
     """
-    graph, name = _graph(model), penultimate_layer(model)
+    name = penultimate_layer(model)
+    graph = truncated(model, name)
     n = len(images)
     out: list[np.ndarray] = []
     done = 0
     for x in _batches(model, images, batch_size):
-        with model.lock, torch.inference_mode(), precision.autocast(model.device, precision_ or model.precision):
+        with model.lock, torch.inference_mode(), prec.autocast(model.device, precision or model.precision):
             f = graph(x.to(model.device, memory_format=torch.channels_last))[name]
         out.append(f.float().flatten(1).cpu().numpy())
         done += len(x)
@@ -341,7 +328,7 @@ def _store_key(model: LoadedModel, method: str, params: dict[str, Any]) -> str:
         "version": _STORE_VERSION,
         "model": model.name,
         "weights": weights_digest(model),
-        "precision": precision.resolve(model.precision, model.device),
+        "precision": prec.resolve(model.precision, model.device),
         "method": method,
         "params": params,
         "openTSNE": openTSNE.__version__,

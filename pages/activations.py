@@ -5,26 +5,25 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import cache, figures
-from pages import common
+from app import figures
+from pages import cache, common
 
 # Maps shown at once: at 64 a 1024 px wide projector still gives each tile about 70 px;
 # all 512 maps of a VGG conv4 layer gave 27 px tiles nobody could read.
 CHANNELS_PER_PAGE = 64
 
-sel = common.selection()
-model = sel.model
-st.title("Activations")
-st.caption(
+sel = common.page(
+    "Activations",
     "Each filter of a layer produces one feature map: bright where the filter found its pattern. "
-    "Early layers respond to edges and colours, deeper layers to parts of objects."
+    "Early layers respond to edges and colours, deeper layers to parts of objects.",
 )
+model = sel.model
 
 names = [r.name for r in model.layers]
 default = next((r.name for r in model.layers if r.kind == "relu"), names[0])
-layer = st.selectbox("Layer", names, index=names.index(default), key=f"act_layer_{sel.model_name}")
+layer = st.selectbox("Layer", names, index=names.index(default), key=f"act_layer_{sel.model_key}")
 row = model.layer(layer)
-outputs = cache.layer_outputs(sel.model_name, sel.input_key, sel.x)
+outputs = cache.layer_outputs(sel.model_key, sel.input_key, sel.x)
 maps = outputs[layer].astype(np.float32)
 
 if not row.spatial:
@@ -55,7 +54,7 @@ pages = -(-c // CHANNELS_PER_PAGE)
 page = 1
 if pages > 1:
     page = c4.number_input(
-        f"Page (of {pages})", 1, pages, 1, key=f"act_page_{sel.model_name}_{layer}", help="64 maps at a time"
+        f"Page (of {pages})", 1, pages, 1, key=f"act_page_{sel.model_key}_{layer}", help="64 maps at a time"
     )
 shown = order[(page - 1) * CHANNELS_PER_PAGE : page * CHANNELS_PER_PAGE]
 st.plotly_chart(
@@ -68,7 +67,7 @@ st.caption(
 )
 
 st.subheader("One channel up close")
-channel = st.number_input("Channel", 0, c - 1, int(order[0]), key=f"act_channel_{sel.model_name}_{layer}")
+channel = st.number_input("Channel", 0, c - 1, int(order[0]), key=f"act_channel_{sel.model_key}_{layer}")
 fmap = maps[channel]
 base = np.asarray(common.model_input_rgb(sel))
 left, right = st.columns(2)

@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from app import cache, figures
+from app import figures
 from app.errors import WeightsUnavailableError
 from app.models import VGG_ENV
+from pages import cache
 from tests.apptest import open_page, plotly_charts
 
 MODELS = ["fashion_cnn", "vgg16"]
