@@ -27,6 +27,11 @@ class ResultStore:
         with self._lock:
             return len(self._items)
 
+    def clear(self) -> None:
+        """Forget every result (e.g. when the weights they were computed with are replaced)."""
+        with self._lock:
+            self._items.clear()
+
     def get(self, key: Hashable) -> tuple[bool, Any]:
         with self._lock:
             item = self._items.get(key)

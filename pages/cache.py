@@ -59,11 +59,6 @@ def session_model(key: str) -> LoadedModel | None:
     return net if hit else None
 
 
-# Cache keys of a shipped model running untrained because its weights were missing: results
-# computed with it must not be served once the real weights arrive (see retry_weights).
-UNTRAINED = "~untrained"
-
-
 def model(key: str) -> tuple[LoadedModel, str | None]:
     """(model, warning) for a shipped model name or a session key; the warning explains a fallback."""
     if "@" in key:
@@ -71,12 +66,13 @@ def model(key: str) -> tuple[LoadedModel, str | None]:
         if net is None:
             raise LensError("Your trained network has expired; train it again on the Live training page.")
         return net, None
-    return _shared_models()[key.removesuffix(UNTRAINED)]
+    return _shared_models()[key]
 
 
 _retry_lock = threading.Lock()
 _retries: dict[str, threading.Thread] = {}
 _retry_errors: dict[str, str] = {}
+_retry_results: dict[str, LoadedModel] = {}
 
 
 def retry_weights(name: str) -> str:
@@ -84,14 +80,13 @@ def retry_weights(name: str) -> str:
 
     `make run` tries the download before the server starts; when that failed (no internet
     yet, a proxy), the first page that shows the untrained fallback tries again without
-    blocking: the server is reached with a timeout and the download runs in a thread. On
-    success the shared model is swapped for the trained one; the untrained one's results
-    live under `name + UNTRAINED` keys and are never served for it.
+    blocking: the server is reached with a timeout and the download runs in a thread. The
+    first page run that sees it arrive swaps the shared model for the trained one and drops
+    every cached result, since those were computed with the random weights under the same keys.
     Returns "trying", "failed" (reason in `retry_error`), "ready" or "" (nothing to fetch).
     """
     if name != "vgg16" or os.environ.get(VGG_ENV):  # a teacher's own weights file: nothing to download
         return ""
-    models = _shared_models()
     with _retry_lock:
         thread = _retries.get(name)
         if thread is None:
@@ -99,14 +94,21 @@ def retry_weights(name: str) -> str:
             def attempt() -> None:
                 try:
                     fetch_vgg16_weights()
-                    models[name] = (get_model(name), None)
+                    _retry_results[name] = get_model(name)
                 except LensError as exc:
                     _retry_errors[name] = str(exc)
 
             thread = _retries[name] = threading.Thread(target=attempt, daemon=True, name="cnn-lens-weights")
             thread.start()
-    if thread.is_alive():
-        return "trying"
+        if thread.is_alive():
+            return "trying"
+        loaded = _retry_results.pop(name, None)
+        if loaded is not None:
+            _shared_models()[name] = (loaded, None)
+            for store in (_results(), _data_results()):
+                store.clear()
+            logits.clear()
+            layer_outputs.clear()
     return "failed" if name in _retry_errors else "ready"
 
 
@@ -146,6 +148,11 @@ def shared(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
     key included. Concurrent askers wait for the one computation (ResultStore.get_or_compute).
     """
     return _data_results().get_or_compute(key, compute)
+
+
+def has_shared(key: tuple[Hashable, ...]) -> bool:
+    """Whether `shared(key, ...)` would answer from memory, so a page can warn before a long computation."""
+    return _data_results().get(key)[0]
 
 
 def analysis(

@@ -125,15 +125,16 @@ def current_model() -> tuple[str, LoadedModel]:
     if own is not None:
         return own
     loaded, warning = cache.model(name)
+    retry = cache.retry_weights(name) if warning else ""
+    if retry == "ready":  # the weights arrived since the last run: the trained network from now on
+        loaded, warning = cache.model(name)
     if warning:
-        _untrained_banner(name, loaded, warning)
-        return name + cache.UNTRAINED, loaded
+        _untrained_banner(name, loaded, warning, retry)
     return name, loaded
 
 
-def _untrained_banner(name: str, loaded: LoadedModel, warning: str) -> None:
+def _untrained_banner(name: str, loaded: LoadedModel, warning: str, retry: str) -> None:
     """One line a student can read; what went wrong and how to fix it behind an expander for the teacher."""
-    retry = cache.retry_weights(name)
     st.warning(
         f"This {loaded.title} has **not been trained**: it shows what a network with random weights does, "
         "not what it learned.",
@@ -145,7 +146,6 @@ def _untrained_banner(name: str, loaded: LoadedModel, warning: str) -> None:
                 "trying": "The app is trying the download again in the background; reload this page in a few "
                 "minutes to use the trained network.",
                 "failed": "The app tried the download again and it failed too: " + (cache.retry_error(name) or ""),
-                "ready": "The pretrained weights have arrived: reload this page to use them.",
                 "": "",
             }[retry]
         )
@@ -245,6 +245,31 @@ def npy_bytes(values: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, values)
     return buf.getvalue()
+
+
+# Work expected to take longer than this asks first: the estimate is shown and an explicit
+# button starts it; while it runs it shows progress and a Cancel button.
+LONG_RUN_SECONDS = 3.0
+
+
+def confirm_long_run(seconds: float, what: str, button: str, key: str) -> None:
+    """Stop the page until the user asks for work estimated at over LONG_RUN_SECONDS; return at once if shorter."""
+    if seconds <= LONG_RUN_SECONDS:
+        return
+    st.warning(
+        f"{what} takes about {seconds:.0f} s (an estimate: other users share the computer).",
+        icon=":material/timer:",
+    )
+    if not st.button(button, type="primary", key=key):
+        st.stop()
+
+
+def cancel_button(key: str) -> Callable[[], None]:
+    """A Cancel button to draw just before a long computation with progress: clicking it reruns the page,
+    and Streamlit stops the running computation at its next progress update. Returns what removes it."""
+    slot = st.empty()
+    slot.button("Cancel", key=key, icon=":material/cancel:")
+    return slot.empty
 
 
 def model_input_rgb(sel: Selection) -> Image.Image:

@@ -117,9 +117,25 @@ if method == "tsne":
 
 try:
     if source == FASHION_SET:
+        params = {"perplexity": perplexity} if method == "tsne" else {}
+        remove_cancel = None
+        if not cache.has_shared(("fashion", sel.model_key, method, perplexity)) and not E.is_stored(
+            model, method, params
+        ):
+            n = len(load_fashion_mnist("test")[1])
+            common.confirm_long_run(
+                E.estimate_seconds(n, method),
+                f"A new {'t-SNE' if method == 'tsne' else 'PCA'} map of the {n:,} test images"
+                + (f" at perplexity {perplexity:g}" if method == "tsne" else ""),
+                "Compute the map",
+                key="fs_start",
+            )
+            remove_cancel = common.cancel_button("fs_cancel")
         progress, done = _bar("Computing the map of the 10,000 test images (first time only)")
         fmap, labels, feats, preds, pix, thumbs = _fashion_map(sel.model_key, method, perplexity, progress)
         done()
+        if remove_cancel is not None:
+            remove_cancel()
         groups = [model.labels[i] for i in labels]
         label_kind = "true label"
         hover = [f"test image #{i}" for i in range(len(labels))]

@@ -15,7 +15,6 @@ FILLS = {
     "grey": "mid-grey",
     "blur": "blurred copy of the image",
 }
-WARN_SECONDS = 8.0
 
 sel = common.page(
     "Occlusion",
@@ -57,15 +56,13 @@ run_key = (sel.input_key, *params.values())
 done = st.session_state.setdefault("occ_done", set())
 
 if run_key not in done:
-    seconds = occ.estimate_seconds(model, window, stride, precision)
-    if seconds > WARN_SECONDS:
-        st.warning(
-            f"{n_y * n_x} positions: this will take about {seconds:.0f} s (other users share the computer). "
-            "A larger stride is quicker.",
-            icon=":material/timer:",
-        )
-        if not st.button(f"Compute {n_y * n_x} occluded copies", type="primary"):
-            st.stop()
+    common.confirm_long_run(
+        occ.estimate_seconds(model, window, stride, precision),
+        f"Occluding {n_y * n_x} positions (a larger stride is quicker)",
+        f"Compute {n_y * n_x} occluded copies",
+        key="occ_start",
+    )
+    remove_cancel = common.cancel_button("occ_cancel")
     bar = st.progress(0.0, text="Occluding…")
     result = sel.analysis(
         occ.occlusion_map,
@@ -73,6 +70,7 @@ if run_key not in done:
         **params,
     )
     bar.empty()
+    remove_cancel()
     done.add(run_key)
 else:
     result = sel.analysis(occ.occlusion_map, **params)

@@ -57,6 +57,25 @@ def test_missing_weights_banner_speaks_to_students_and_retries_once(monkeypatch)
     assert calls == [5.0]  # one background attempt per process, not one per page
 
 
+def test_weights_that_arrive_later_replace_the_untrained_network(monkeypatch, vgg):
+    """The background retry's model is swapped in by the next page run, and results computed with the
+    random weights (cached under the same keys) are dropped."""
+    open_page("vgg16")
+    models = cache._shared_models()
+    monkeypatch.setitem(models, "vgg16", (models["vgg16"][0], "offline"))  # restored after the test
+    monkeypatch.delenv(VGG_ENV, raising=False)
+    monkeypatch.setattr(cache, "fetch_vgg16_weights", lambda: None)
+    monkeypatch.setattr(cache, "get_model", lambda name: vgg)
+    monkeypatch.setattr(cache, "_retries", {})
+    monkeypatch.setattr(cache, "_retry_errors", {})
+    cache.shared(("a result computed with random weights",), lambda: 1)
+    cache.retry_weights("vgg16")
+    cache._retries["vgg16"].join(10)
+    at = open_page("vgg16")
+    assert cache.model("vgg16") == (vgg, None)
+    assert not at.warning and not cache.has_shared(("a result computed with random weights",))
+
+
 @pytest.mark.parametrize("model_name", MODELS)
 def test_activations_page_grid_and_channel(model_name):
     at = open_page(model_name, "pages/activations.py")
