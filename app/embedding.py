@@ -39,13 +39,14 @@ from app.progress import Progress
 
 Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
+DEFAULT_PERPLEXITY = 30.0
 # openTSNE threads. One: the app's CPU is shared by many sessions, and there OpenMP
 # threads spin-waiting for each other made t-SNE 4-8x slower than one thread (measured
 # on a loaded 2-core CPU; with OMP_WAIT_POLICY=PASSIVE two threads were merely no faster).
 N_JOBS = 1
 FFT_FROM = 10_000  # points from which FFT gradients beat Barnes-Hut (openTSNE's "auto" rule)
 _BIG_INPUT_BATCH = 16  # VGG-sized inputs: bounds activation memory (about 0.4 GB for 16 at 224x224)
-_STORE_VERSION = 2  # bump when the stored format or the computation changes
+_STORE_VERSION = 3  # bump when the stored format or the computation changes
 
 _transform_lock = threading.Lock()
 _store_locks: dict[str, threading.Lock] = {}
@@ -193,10 +194,10 @@ class Map:
             return np.asarray(ref.transform(x), dtype=np.float64)
 
 
-# Seconds per point of t-SNE maps, for estimates before one is computed: the last map made
-# in this process, else the measured default (10,000 Fashion-MNIST test points in about
-# 30 s of one core on the development machine, which busy neighbours make longer).
-TSNE_SECONDS_PER_POINT = 0.003
+# Seconds per point of t-SNE maps, for estimates before one is computed: the last large map
+# made in this process, else the measured default: 10,000 Fashion-MNIST test points took
+# 60 CPU-s (221 s of wall time with a load of 7 on the 2-core development machine, Nov 2026).
+TSNE_SECONDS_PER_POINT = 0.006
 _tsne_pace: list[float] = []
 
 
@@ -266,7 +267,8 @@ def tsne_map(
         callbacks=phase(offset + tsne.early_exaggeration_iter),
         callbacks_every_iters=every,
     )
-    _tsne_pace[:] = [(time.perf_counter() - started) / n]
+    if gradient == "fft":  # the regime of the test-set map; small maps are mostly fixed costs
+        _tsne_pace[:] = [(time.perf_counter() - started) / n]
     emb -= (emb.max(axis=0) + emb.min(axis=0)) / 2  # the frame openTSNE's transform works in
     if gradient == "fft":
         emb.prepare_interpolation_grid()
@@ -345,7 +347,6 @@ def _store_key(model: LoadedModel, method: str, params: dict[str, Any]) -> str:
         "version": _STORE_VERSION,
         "model": model.name,
         "weights": weights_digest(model),
-        "precision": prec.resolve(model.precision, model.device),
         "method": method,
         "params": params,
         "openTSNE": openTSNE.__version__,
@@ -370,6 +371,11 @@ def _write_atomic(path: Path, payload: bytes) -> None:
 def is_stored(model: LoadedModel, method: str, params: dict[str, Any] | None = None) -> bool:
     """Whether fashion_test_map(model, method, params) will only read a file (no waiting)."""
     return (store_dir() / f"fashion_test_{method}_{_store_key(model, method, dict(params or {}))}.pkl").exists()
+
+
+def map_params(method: str, perplexity: float = DEFAULT_PERPLEXITY) -> dict[str, Any]:
+    """The parameters a stored map is keyed by, spelled one way (30 and 30.0 must not be two maps)."""
+    return {"perplexity": float(perplexity)} if method == "tsne" else {}
 
 
 def fashion_test_map(
@@ -403,7 +409,11 @@ def fashion_test_map(
         images, labels = load_fashion_mnist("test")
         n = len(images)
         # progress: features count as n steps, the map as 2n (t-SNE dominates the time)
-        feats = features(model, images, progress=(lambda d, t: progress(d, 3 * n)) if progress else None)
+        # fp32 whatever the CPU: the stored map then means the same on every machine, so one
+        # built with the Docker image or by `make warm` is found on any server (10k Fashion
+        # images take about 2 s; t-SNE dominates)
+        report = (lambda d, t: progress(d, 3 * n)) if progress else None
+        feats = features(model, images, progress=report, precision="fp32")
         if method == "tsne":
             report = (lambda d, t: progress(n + 2 * n * d // t, 3 * n)) if progress else None
             fmap = tsne_map(feats, progress=report, **params)

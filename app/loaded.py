@@ -50,7 +50,7 @@ class LoadedModel:
     precision: str = "auto"  # bulk analyses (features, occlusion): bf16 where the hardware has it
     layers: list[LayerInfo] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
-    _derived: dict[Hashable, Any] = field(default_factory=dict, repr=False)
+    _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False)
 
     def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """What analyses derive from this network (fx graphs, layer chains), built once per key.

@@ -37,7 +37,7 @@ def _fashion_map(model_key: str, method: str, perplexity: float, progress) -> tu
 
     def compute() -> tuple:
         model = cache.model(model_key)[0]
-        params = {"perplexity": perplexity} if method == "tsne" else {}
+        params = E.map_params(method, perplexity)
         shipped = "@" not in model_key  # a network trained in this session is not kept on disk
         fmap, labels, feats = E.fashion_test_map(model, method, params, progress=progress, keep=shipped)
         images, _ = load_fashion_mnist("test")
@@ -102,7 +102,7 @@ sources = [FASHION_SET, OWN_SET] if sel.model.name == "fashion_cnn" else [OWN_SE
 left, mid, right = st.columns([3, 2, 2])
 source = left.radio("Data set", sources, key=f"fs_source_{sel.model_key}", horizontal=True)
 method = mid.radio("Map", ["tsne", "pca"], format_func={"tsne": "t-SNE", "pca": "PCA"}.get, key="fs_method")
-perplexity = 30.0
+perplexity = E.DEFAULT_PERPLEXITY
 if method == "tsne":
     perplexity = float(
         right.select_slider(
@@ -117,7 +117,7 @@ if method == "tsne":
 
 try:
     if source == FASHION_SET:
-        params = {"perplexity": perplexity} if method == "tsne" else {}
+        params = E.map_params(method, perplexity)
         remove_cancel = None
         if not cache.has_shared(("fashion", sel.model_key, method, perplexity)) and not E.is_stored(
             model, method, params

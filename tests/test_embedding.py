@@ -309,3 +309,19 @@ def test_tsne_map_is_trustworthy_and_places_held_out_images_in_their_class(test_
     print(f"trustworthiness {trust:.4f}, held-out placed in own class {hit:.3f}")
     assert trust >= 0.95
     assert hit >= 0.85
+
+
+def test_warm_cache_stores_the_maps_the_page_asks_for(small_test_set, fashion_untrained, monkeypatch):
+    """`make warm` / the Docker build compute exactly the files the Feature space page then reads."""
+    from scripts import warm_cache
+
+    monkeypatch.setattr(warm_cache, "get_model", lambda name: fashion_untrained)
+    warm_cache.main()
+    assert len(list(small_test_set.iterdir())) == len(warm_cache.PRESETS)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed instead of loading")
+
+    monkeypatch.setattr(E, "features", fail)
+    for method in ("tsne", "pca"):  # the page's defaults, spelled as the page spells them
+        E.fashion_test_map(fashion_untrained, method, E.map_params(method, 30))
