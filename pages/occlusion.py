@@ -10,7 +10,7 @@ from app import occlusion as occ
 from pages import common
 
 FILLS = {
-    "zero": "dataset mean colour (0 after normalisation)",
+    "zero": "data-set mean colour",
     "mean": "this image's mean colour",
     "grey": "mid-grey",
     "blur": "blurred copy of the image",
@@ -28,7 +28,9 @@ size = model.input_size
 big = size > 64
 windows = [8, 16, 24, 32, 48, 64, 96] if big else [2, 3, 4, 5, 6, 7, 8, 10, 14]
 
-c1, c2, c3, c4 = st.columns([1, 1, 1.4, 2])
+# Two rows of two: in one row of four, a 1024 px projector cut the Fill choice's text.
+c1, c2 = st.columns(2)
+c3, c4 = st.columns(2)
 window = c1.select_slider("Window (px)", windows, value=32 if big else 5, key=f"occ_window_{sel.model_key}")
 strides = [s for s in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64) if s <= window]
 stride = c2.select_slider(
@@ -39,7 +41,12 @@ stride = c2.select_slider(
     help="How far the window moves between copies. Smaller strides give finer maps but take longer.",
 )
 fill = c3.selectbox(
-    "Fill", list(FILLS), format_func=FILLS.get, key="occ_fill", help="What the hidden square is replaced with."
+    "Fill",
+    list(FILLS),
+    format_func=FILLS.get,
+    key="occ_fill",
+    help="What the hidden square is replaced with. The data-set mean colour is 0 after normalisation, "
+    "the average input of the training set.",
 )
 with c4:
     target = common.class_picker(sel, "Class", key=f"occ_target_{sel.model_key}")
@@ -137,9 +144,9 @@ with tab_drop:
                 key="occ_drop_fig",
                 theme=None,
             )
-            downloads("drop_map", figures.colorize(drop, figures.SIGNED_SCALE), drop)
+            downloads("drop_map", figures.colorize(drop, signed=True), drop)
         with right:
-            blended = figures.overlay(base, pixels, opacity, "Jet")
+            blended = figures.overlay(base, pixels, opacity, signed=True)
             st.plotly_chart(figures.rgb_figure(blended, "over the input"), width="stretch", key="occ_drop_over")
             downloads("drop_overlay", blended, pixels)
         st.caption(

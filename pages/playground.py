@@ -163,14 +163,13 @@ st.markdown(
 )
 stack = pg.feature_stack(image)
 vector = pg.global_average_pool(stack)
-c1, c2 = st.columns([3, 2])
-c1.plotly_chart(figures.feature_grid(stack, shared_scale=False), width="stretch", key="pg_stack")
-c2.plotly_chart(
-    figures.value_bars(vector, list(pg.KERNELS), "mean of each map"),
+st.plotly_chart(
+    figures.feature_grid(stack, shared_scale=False, cols=len(stack), titles=list(pg.KERNELS), height=220),
     width="stretch",
-    key="pg_gap",
+    key="pg_stack",
 )
-st.caption("Tiles left to right, top to bottom: " + ", ".join(pg.KERNELS) + ".")
+st.plotly_chart(figures.value_bars(vector, list(pg.KERNELS), "mean of each map"), width="stretch", key="pg_gap")
+st.caption("Each map above becomes one number below: its mean.")
 
 # ---------------------------------------------------------------- FC + softmax
 st.header("4. Fully connected layer and softmax")
