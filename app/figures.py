@@ -294,7 +294,7 @@ def occlusion_grid(
     )
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)")
     fig.update_xaxes(constrain="domain", title="window centre x (px)")
-    fig.update_layout(title=title, margin=dict(l=60, r=10, t=40, b=90), height=500)
+    fig.update_layout(title=title, margin=dict(l=60, r=10, t=60, b=90), height=520)
     return fig
 
 

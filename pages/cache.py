@@ -121,7 +121,15 @@ def logits(model_key: str, input_key: str, _x: torch.Tensor) -> np.ndarray:
     return model(model_key)[0].logits(_x)[0].numpy()
 
 
-@st.cache_resource(max_entries=6, ttl=1800, show_spinner="Computing every layer's output…")
+# Memory budgets (issue 15: one person exploring for 15 minutes took a replica past its 3 GB).
+# A replica holds about 1.5 GB after its first visit (docs/HOSTING.md); these caches add at
+# most ~0.9 GB on top: 4 x 55 MB of VGG-16 layer outputs, 300 MB of per-image results,
+# 400 MB of data-set maps (one Fashion-MNIST test-set map is 43-60 MB).
+RESULTS_BYTES = 300 * 2**20
+DATA_RESULTS_BYTES = 400 * 2**20
+
+
+@st.cache_resource(max_entries=4, ttl=1800, show_spinner="Computing every layer's output…")
 def layer_outputs(model_key: str, input_key: str, _x: torch.Tensor) -> dict[str, np.ndarray]:
     """Every layer's output for one image, kept as float16 to halve memory (display only)."""
     out = activations(model(model_key)[0], _x)
@@ -131,13 +139,13 @@ def layer_outputs(model_key: str, input_key: str, _x: torch.Tensor) -> dict[str,
 @st.cache_resource
 def _results() -> ResultStore:
     """One bounded result store per process, shared by all sessions (keys include the image hash)."""
-    return ResultStore(max_entries=128, ttl=3600)
+    return ResultStore(max_entries=128, ttl=3600, max_bytes=RESULTS_BYTES)
 
 
 @st.cache_resource
 def _data_results() -> ResultStore:
     """Data-set-sized results (maps of 10,000 points, a collection's features): fewer, larger entries."""
-    return ResultStore(max_entries=24, ttl=3600)
+    return ResultStore(max_entries=24, ttl=3600, max_bytes=DATA_RESULTS_BYTES)
 
 
 def shared(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:

@@ -46,7 +46,7 @@ def _fashion_map(model_key: str, method: str, perplexity: float, progress) -> tu
     return cache.shared(("fashion", model_key, method, perplexity), compute)
 
 
-@st.cache_resource(max_entries=4, ttl=3600, show_spinner=False)
+@st.cache_resource(max_entries=2, ttl=3600, show_spinner=False)  # up to 500 images of 512 px: ~375 MB each
 def _collection(files: tuple[tuple[str, bytes], ...]) -> Collection:
     return load_collection(files)
 

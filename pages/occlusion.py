@@ -117,7 +117,7 @@ with tab_score:
         left, right = st.columns(2)
         with left:
             st.plotly_chart(
-                grid_figure(values, f"{label}: {kind} with the window here", "Viridis", kind),
+                grid_figure(values, f"{label}:<br>{kind} with the window here", "Viridis", kind),
                 width="stretch",
                 key="occ_score_fig",
                 theme=None,

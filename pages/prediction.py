@@ -38,11 +38,12 @@ with left:
     st.markdown(f"Top-1: **{pairs[0][0]}** ({pairs[0][1]:.1%})")
     st.plotly_chart(figures.top_k_bar(pairs, title="Top-5 softmax probabilities"), width="stretch")
 with right:
-    st.info(common.what_the_model_knows(model), icon=":material/info:")
     st.caption(
         "The last layer gives one score (logit) per class. Softmax turns the scores into "
         "probabilities that add up to 1; the bars show the five largest."
     )
+
+st.info(common.what_the_model_knows(model), icon=":material/info:")
 
 st.subheader("Pre-processing: from your image to the network's input")
 x = sel.x[0].numpy()

@@ -17,6 +17,9 @@ from pathlib import Path
 from app.models import MODEL_NAMES
 from tests.browser import SETTLED, chromium_page, streamlit_server, wait_for_run
 
+# Height of the main column's content, in CSS pixels.
+FULL_HEIGHT = "document.querySelector('[data-testid=stMainBlockContainer]')?.scrollHeight + 200 || 0"
+
 TITLES = {
     "prediction": "Prediction & architecture",
     "activations": "Activations",
@@ -48,8 +51,17 @@ def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int, size: tup
             page.wait_for_function(SETTLED, timeout=240_000)
             page.wait_for_timeout(wait_ms)
             path = out / f"{model_title.split()[0].lower()}_{name}_{size[0]}x{size[1]}.png"
-            page.screenshot(path=str(path), full_page=True)
+            page.screenshot(path=str(path))  # the first screen, as the projector shows it
             saved.append(path)
+            # The app scrolls inside its own container, so a "full page" screenshot is one
+            # screen: grow the window to the content's height for the whole page, then shrink back.
+            tall = page.evaluate(FULL_HEIGHT)
+            page.set_viewport_size({"width": size[0], "height": max(size[1], min(tall, 12_000))})
+            page.wait_for_timeout(wait_ms)
+            whole = path.with_name(path.stem + "_full.png")
+            page.screenshot(path=str(whole))
+            saved.append(whole)
+            page.set_viewport_size({"width": size[0], "height": size[1]})
     return saved
 
 
