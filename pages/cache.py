@@ -180,5 +180,15 @@ def analysis(
     kwargs: dict[str, Any] = dict(params)
     if progress is not None and "progress" in inspect.signature(func).parameters:
         kwargs["progress"] = progress
-    key = (func.__module__, func.__qualname__, model_key, input_key, tuple(sorted(params.items())))
-    return _results().get_or_compute(key, lambda: func(model(model_key)[0], x, **kwargs))
+    return _results().get_or_compute(
+        _analysis_key(func, model_key, input_key, params), lambda: func(model(model_key)[0], x, **kwargs)
+    )
+
+
+def _analysis_key(func: Callable[..., Any], model_key: str, input_key: str, params: dict[str, Hashable]) -> tuple:
+    return (func.__module__, func.__qualname__, model_key, input_key, tuple(sorted(params.items())))
+
+
+def has_analysis(func: Callable[..., Any], model_key: str, input_key: str, **params: Hashable) -> bool:
+    """Whether `analysis(func, ...)` would answer from memory, so a page need not warn before it."""
+    return _results().get(_analysis_key(func, model_key, input_key, params))[0]

@@ -61,6 +61,10 @@ class Selection:
         """`func(model, x, **params)` for this image, computed once and shared (pages.cache.analysis)."""
         return cache.analysis(func, self.model_key, self.input_key, self.x, progress=progress, **params)
 
+    def has(self, func: Callable[..., Any], **params: Hashable) -> bool:
+        """Whether `analysis(func, **params)` is already computed (no wait, no need to ask first)."""
+        return cache.has_analysis(func, self.model_key, self.input_key, **params)
+
     def logits(self) -> np.ndarray:
         return cache.logits(self.model_key, self.input_key, self.x)
 
@@ -256,12 +260,15 @@ def confirm_long_run(seconds: float, what: str, button: str, key: str) -> None:
     """Stop the page until the user asks for work estimated at over LONG_RUN_SECONDS; return at once if shorter."""
     if seconds <= LONG_RUN_SECONDS:
         return
-    st.warning(
-        f"{what} takes about {seconds:.0f} s (an estimate: other users share the computer).",
-        icon=":material/timer:",
-    )
-    if not st.button(button, type="primary", key=key):
-        st.stop()
+    slot = st.empty()
+    with slot.container():
+        st.warning(
+            f"{what} takes about {seconds:.0f} s (an estimate: other users share the computer).",
+            icon=":material/timer:",
+        )
+        if not st.button(button, type="primary", key=key):
+            st.stop()
+    slot.empty()  # started: the progress bar takes over
 
 
 def cancel_button(key: str) -> Callable[[], None]:
