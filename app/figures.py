@@ -119,7 +119,7 @@ def feature_grid(
             x=c * (w + 1) + (w - 1) / 2, y=r * (h + 1) - 0.5, text=title, showarrow=False, yanchor="bottom"
         )
     # no grid lines or zero lines: they showed through the empty cells of a last, unfilled row
-    axes = dict(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", constrain="domain")
     fig.update_yaxes(autorange="reversed", scaleanchor="x", **axes)
     fig.update_xaxes(**axes)
     fig.update_layout(margin=dict(l=0, r=0, t=30 if titles else 10, b=0), height=height, plot_bgcolor="white")
@@ -289,12 +289,12 @@ def occlusion_grid(
             hovertemplate=f"{value_name} %{{z:.4g}}<br>window %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
             # under the map, not beside it: a tall bar beside a square map in a narrow column
             # shrank the map to ~115 px on a 1024 px screen
-            colorbar=dict(orientation="h", thickness=12, y=-0.25, yanchor="top", len=0.9),
+            colorbar=dict(orientation="h", thickness=12, y=-0.18, yanchor="top", len=0.9),
         )
     )
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)")
     fig.update_xaxes(constrain="domain", title="window centre x (px)")
-    fig.update_layout(title=title, margin=dict(l=60, r=10, t=60, b=90), height=520)
+    fig.update_layout(title=title, margin=dict(l=50, r=10, t=60, b=80), height=460)
     return fig
 
 
