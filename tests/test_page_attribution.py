@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -111,6 +112,7 @@ def test_vgg_tabs_render(tab: str) -> None:
 def test_long_smoothgrad_asks_first_and_only_once(monkeypatch):
     """Many noisy copies on a big network take tens of seconds: estimate, button, then no second question."""
     monkeypatch.setattr(attr, "estimate_smoothgrad_seconds", lambda model, samples: 0.5 * samples)
+    st.cache_resource.clear()  # another test may have computed this very SmoothGrad already
     at = _ok(_app("fashion_cnn"))
     at.toggle(key="attr_smooth").set_value(True).run()
     _ok(at)
