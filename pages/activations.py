@@ -41,7 +41,7 @@ st.markdown(
     f"**{layer}** ({row.type}): {c} feature maps of {h}×{w}; each unit sees "
     f"{row.rf}×{row.rf} input pixels, and neighbouring units are {row.rf_stride} px apart in the input."
 )
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4 = st.columns([3, 2, 2, 2])  # room for "max activation" at 1024 px
 sort_by = c1.selectbox("Order channels by", ["max activation", "mean activation", "channel number"])
 scale = c2.radio("Colour scale", ["shared", "per map"], horizontal=True, help="Per map stretches weak maps.")
 colorscale = c3.selectbox("Colours", ["Viridis", "Greys_r", "Inferno", figures.SIGNED_SCALE])
