@@ -41,6 +41,7 @@ from app.progress import Progress
 Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
 DEFAULT_PERPLEXITY = 30.0
+PERPLEXITIES = (5, 10, 20, 30, 50)  # the Feature space page's choices
 # openTSNE threads. One: the app's CPU is shared by many sessions, and there OpenMP
 # threads spin-waiting for each other made t-SNE 4-8x slower than one thread (measured
 # on a loaded 2-core CPU; with OMP_WAIT_POLICY=PASSIVE two threads were merely no faster).

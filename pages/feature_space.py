@@ -107,8 +107,8 @@ if method == "tsne":
     perplexity = float(
         right.select_slider(
             "Perplexity",
-            [5, 10, 20, 30, 50],
-            value=30,
+            E.PERPLEXITIES,
+            value=int(E.DEFAULT_PERPLEXITY),
             key="fs_perplexity",
             help="Roughly how many neighbours each point tries to stay close to: small values show fine "
             "clusters, large values the overall layout.",
