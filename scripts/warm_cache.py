@@ -22,10 +22,10 @@ from app.models import get_model
 PRESETS = [("pca", E.map_params("pca")), ("tsne", E.map_params("tsne"))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--all-perplexities", action="store_true", help="a t-SNE map for every page choice")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     presets = list(PRESETS)
     if args.all_perplexities:
         presets += [("tsne", E.map_params("tsne", p)) for p in E.PERPLEXITIES if p != E.DEFAULT_PERPLEXITY]
