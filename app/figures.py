@@ -230,8 +230,9 @@ def kernel_grid(kernels: np.ndarray) -> go.Figure:
             colorbar=dict(title="weight", thickness=12),
         )
     )
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", constrain="domain")
-    fig.update_xaxes(showticklabels=False, constrain="domain")
+    axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", constrain="domain")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", **axes)
+    fig.update_xaxes(**axes)
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520, plot_bgcolor="white")
     return fig
 
