@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.models import get_model
+from app.errors import WeightsUnavailableError
+from app.models import VGG_ENV
 from pages import cache
 from tests.apptest import ENTRY, open_page, plotly_charts
 from tests.conftest import photo, png_bytes
@@ -80,19 +81,18 @@ def test_feature_space_and_playground_pages():
 
 
 @pytest.fixture
-def vgg_offline(monkeypatch):
-    """The shared models as on a machine that cannot download VGG-16's weights."""
-    real = cache.get_model_or_untrained
+def vgg_offline(monkeypatch, vgg):
+    """The shared models as on a machine that cannot download VGG-16's weights (restored afterwards)."""
+    open_page(MODEL)  # the shared models are loaded
+    monkeypatch.setitem(cache._shared_models(), "vgg16", (vgg, "could not download them (test: offline)"))
+    monkeypatch.delenv(VGG_ENV, raising=False)
+    monkeypatch.setattr(cache, "fetch_vgg16_weights", _offline)
+    monkeypatch.setattr(cache, "_retries", {})
+    monkeypatch.setattr(cache, "_retry_errors", {})
 
-    def offline(name: str):
-        if name == "vgg16":
-            return get_model("vgg16", weights=None), "Could not download them (test: offline)."
-        return real(name)
 
-    monkeypatch.setattr(cache, "get_model_or_untrained", offline)
-    cache._shared_models.clear()
-    yield
-    cache._shared_models.clear()
+def _offline(connect_timeout: float = 5.0) -> None:
+    raise WeightsUnavailableError("could not download them (test: offline)")
 
 
 @pytest.mark.slow
@@ -103,4 +103,4 @@ def test_without_vgg_weights_the_offline_model_is_the_default_and_the_banner_poi
     assert not at.warning
     at = open_page("vgg16")
     (banner,) = at.warning
-    assert "untrained VGG-16" in banner.value and "EfficientNet-Lite0 (ImageNet, works offline)" in banner.value
+    assert "not been trained" in banner.value and "EfficientNet-Lite0 (ImageNet, works offline)" in banner.value
