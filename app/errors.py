@@ -15,3 +15,12 @@ class WeightsUnavailableError(LensError):
 
 class DatasetMissingError(LensError):
     """A data set the feature needs is not in the project's data directory."""
+
+
+class Cancelled(LensError):
+    """The person stopped a long computation; whatever it had begun is thrown away.
+
+    Long computations take a `progress(done, total)` callback and this is how it
+    stops them: the callback raises Cancelled (see app/jobs.py `Job.report`), the
+    exception unwinds the computation, and nothing shared is left changed.
+    """
