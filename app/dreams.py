@@ -383,6 +383,11 @@ def _pixels_of(model: LoadedModel, image: Image.Image) -> torch.Tensor:
     return (x * std + mean).clamp(0, 1)
 
 
+def start_picture(model: LoadedModel, image: Image.Image) -> np.ndarray:
+    """The (H, W, C) [0, 1] picture DeepDream starts from: what the network sees of `image`."""
+    return _as_array(_pixels_of(model, image))
+
+
 def spatial_layers(model: LoadedModel) -> list[str]:
     """Layers whose output is still a [C, H, W] map: what DeepDream and style transfer can use."""
     return [row.name for row in model.layers if row.spatial]
@@ -391,7 +396,7 @@ def spatial_layers(model: LoadedModel) -> list[str]:
 def default_dream_layer(model: LoadedModel) -> str:
     """The middle activation layer: deep enough for object parts, shallow enough to run fast.
 
-    (VGG-16: relu4_1. The last ones dream whole objects but are slower; the first
+    (VGG-16: relu4_2; the Fashion CNN: relu1_2. The last ones dream whole objects but are slower; the first
     ones only sharpen edges.)
     """
     acts = [row.name for row in model.layers if row.spatial and row.kind in ACTIVATION_KINDS]

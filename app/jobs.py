@@ -163,13 +163,14 @@ def _work(job: Job[T], work: Callable[[Job[T]], T]) -> None:
         job.slots.release()
 
 
-def submit(work: Callable[[Job[T]], T], label: str = "", slots: Slots = HEAVY) -> Job[T]:
-    """Run `work(job)` in a background thread as soon as a slot is free; returns the Job at once.
+def submit(work: Callable[[Job[T]], T], label: str = "", slots: Slots | None = None) -> Job[T]:
+    """Run `work(job)` in a background thread as soon as a slot is free (of `slots`, default `HEAVY`);
+    returns the Job at once.
 
     `work` should pass `job.report` as its progress callback (that is where
     cancelling takes effect) and may pass `job.show` for intermediate results.
     """
-    job: Job[T] = Job(label, slots)
+    job: Job[T] = Job(label, HEAVY if slots is None else slots)
     job._thread = threading.Thread(target=_work, args=(job, work), daemon=True, name=f"cnn-lens-job {label}")
     job._thread.start()
     return job
