@@ -66,3 +66,11 @@ st.caption(
     f"mean {fmap.mean():.3g}, max {fmap.max():.3g}, {100 * (fmap > 0).mean():.0f}% of units above zero. "
     "The overlay stretches the map to the image, so each cell covers the pixels it is centred on."
 )
+if st.button(
+    "What does this channel look for? Dream it",
+    icon=":material/auto_awesome:",
+    help="Open the Dreams page and grow the picture that makes this channel fire most.",
+    key="dream_this_channel",
+):
+    st.session_state[common.DREAM_UNIT_KEY] = (sel.model_name, layer, int(channel))
+    st.switch_page("pages/dreams.py")

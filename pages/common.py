@@ -21,6 +21,9 @@ from app.images import image_key, load_image
 from app.models import LoadedModel, PreprocessStep
 from app.playground import softmax
 
+# (model key, layer, channel) that another page hands to the Dreams page's feature visualisation
+DREAM_UNIT_KEY = "dream_unit"
+
 INTAKE = {
     "auto": "Auto-detect",
     "photo": "Photo: convert to Fashion-MNIST style",

@@ -13,8 +13,6 @@ from app.images import load_image
 from app.models import LoadedModel
 from pages import common
 
-HANDOFF_KEY = "dream_unit"  # (model key, layer, channel) set by another page's "Dream this channel" button
-
 EXPLAIN = {
     "features": (
         "Start from faint noise and change the picture, step by step, so that one channel of a layer fires as "
@@ -158,7 +156,7 @@ names = [row.name for row in model.layers]
 with tabs[0]:
     if tabs[0].open:
         st.markdown(EXPLAIN["features"])
-        handoff = st.session_state.pop(HANDOFF_KEY, None)
+        handoff = st.session_state.pop(common.DREAM_UNIT_KEY, None)
         if handoff and handoff[0] == model_key:
             st.session_state[f"fv_layer_{model_key}"] = handoff[1]
             st.session_state[f"fv_channel_{model_key}_{handoff[1]}"] = handoff[2]

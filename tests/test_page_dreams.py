@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import jobs
+from tests.apptest import open_page
 from tests.conftest import photo, png_bytes
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "dreams.py")
@@ -123,3 +124,14 @@ def test_vgg_style_transfer_runs() -> None:
     job = _finish(at, "style:vgg16")
     assert job.result.image.shape == (128, 128, 3) and len(job.result.history["style"]) == 20
     assert _downloads(at) == ["Download PNG"]
+
+
+def test_activations_page_hands_its_channel_to_the_dreams_page() -> None:
+    at = open_page("fashion_cnn", "pages/activations.py")
+    at.selectbox(key="act_layer_fashion_cnn").set_value("relu2_1").run()
+    at.number_input(key="act_channel_fashion_cnn_relu2_1").set_value(7).run()
+    at.button(key="dream_this_channel").click().run()
+    _ok(at)
+    assert at.title[0].value.startswith("Dreams")
+    assert at.selectbox(key="fv_layer_fashion_cnn").value == "relu2_1"
+    assert at.number_input(key="fv_channel_fashion_cnn_relu2_1").value == 7

@@ -1,0 +1,74 @@
+"""Real browser, real server: every tab of the Dreams page runs a short dream to its download button.
+
+Screenshots of each tab go to $CNN_LENS_SCREENSHOTS (default: the test's temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.browser import SETTLED, chromium_page, streamlit_server, wait_for_run
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _choose(page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_for_run(page)
+
+
+def _dream(page, tab: str, button: str, out: Path, name: str, settings=None) -> None:
+    """Open `tab`, apply settings, press the button, wait for the finished picture, screenshot."""
+    page.get_by_role("tab", name=tab).click()
+    wait_for_run(page)
+    panel = page.get_by_role("tabpanel")
+    if settings:
+        settings(panel)
+    panel.get_by_role("button", name=button).click()
+    panel.get_by_role("button", name="Download PNG").wait_for(timeout=240_000)
+    wait_for_run(page)
+    page.wait_for_function(SETTLED, timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / f"dreams_{name}.png"), full_page=True)
+
+
+def _small_and_short(panel) -> None:
+    """128 px and 20 steps instead of 192 px and 80: the keyboard moves a select slider one option per key."""
+    for label, presses in (("Size (px)", 1), ("Steps", 2)):
+        thumb = panel.locator("[data-testid=stSlider]").filter(has_text=label).get_by_role("slider")
+        thumb.focus()
+        for _ in range(presses):
+            thumb.press("ArrowLeft")
+
+
+def test_every_tab_dreams_in_the_browser(tmp_path: Path) -> None:
+    out = Path(os.environ.get("CNN_LENS_SCREENSHOTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    with streamlit_server() as url, chromium_page(1400, 1300) as page:
+        page.goto(url, wait_until="networkidle")
+        model_box = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first
+        model_box.click(timeout=120_000)
+        page.get_by_role("option", name="Fashion-MNIST CNN").click()
+        wait_for_run(page)
+        page.get_by_role("link", name="Dreams").first.click()
+        page.get_by_text("Dreams: pictures the network makes").wait_for(timeout=120_000)
+        wait_for_run(page)
+        _dream(page, "Feature visualisation", "Dream", out, "fashion_features")
+        _dream(page, "Class model", "Dream", out, "fashion_class")
+        assert "What the network now predicts" in page.inner_text("body")
+        _dream(page, "DeepDream", "Dream", out, "fashion_deepdream")
+        page.get_by_role("tab", name="Style transfer").click()
+        page.get_by_text("Not offered for this network").wait_for(timeout=60_000)
+        page.screenshot(path=str(out / "dreams_fashion_style.png"), full_page=True)
+
+        model_box.click(timeout=120_000)
+        page.get_by_role("option", name="VGG-16 (ImageNet)").click()
+        wait_for_run(page)
+        page.get_by_text("Dreams: pictures the network makes").wait_for(timeout=120_000)
+        _dream(page, "Style transfer", "Paint", out, "vgg_style", _small_and_short)
+    for name in ("fashion_features", "fashion_class", "fashion_deepdream", "fashion_style", "vgg_style"):
+        assert (out / f"dreams_{name}.png").stat().st_size > 20_000
