@@ -37,9 +37,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +49,9 @@ from PIL import Image
 from torch import fx, nn
 
 from app.activations import derived
-from app.models import LoadedModel
+from app.loaded import LoadedModel
+from app.progress import Progress
 
-Progress = Callable[[int, int], None]
 Preview = Callable[["Dream"], None]
 
 ACTIVATION_KINDS = ("relu", "relu6", "silu", "hardswish", "gelu")
@@ -90,9 +88,6 @@ def to_input(model: LoadedModel, image: np.ndarray) -> torch.Tensor:
 
 
 # ---- private graphs and the exact-gradient context -----------------------------------
-
-_graphs: weakref.WeakKeyDictionary[LoadedModel, dict[tuple, fx.GraphModule]] = weakref.WeakKeyDictionary()
-_graphs_lock = threading.Lock()
 
 
 class _RedirectedReLU(torch.autograd.Function):
@@ -147,21 +142,13 @@ def _graph(model: LoadedModel, layers: Sequence[str], redirect: bool = False) ->
 
     redirect: ReLUs pass gradient even where they are off (`_RedirectedReLU`), for
     feature visualisation. Built once per (model, layers, redirect) from the
-    load-time trace and reused; a GraphModule keeps no per-call state, so threads
-    can share it.
+    load-time trace and kept in the model's one cache of derived objects; a
+    GraphModule keeps no per-call state, so threads can share it.
     """
     names = tuple(dict.fromkeys(layers))
     for name in names:
         model.layer(name)  # KeyError with the model's name for an unknown layer
-    key = (names, redirect)
-    with _graphs_lock:
-        module = _graphs.setdefault(model, {}).get(key)
-    if module is None:
-        # built outside _graphs_lock: derived() takes model.lock (lock order)
-        module = derived(model, None, _edit(model, names, redirect))
-        with _graphs_lock:
-            module = _graphs[model].setdefault(key, module)
-    return module
+    return model.cached(("dreams", names, redirect), lambda: derived(model, None, _edit(model, names, redirect)))
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import jobs
+from pages import common
 from tests.apptest import open_page
 from tests.conftest import photo, png_bytes
 
@@ -20,8 +21,8 @@ TABS = ["Feature visualisation", "Class model", "DeepDream", "Style transfer"]
 
 def _app(model: str, tab: str | None = None) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=300)
-    at.session_state["model_name"] = model
-    at.session_state["image_bytes"] = IMAGE
+    at.session_state[common.MODEL_CHOICE] = model
+    at.session_state[common.IMAGE_BYTES] = IMAGE
     if tab:
         at.session_state["dream_tab"] = tab
     return _ok(at.run())
