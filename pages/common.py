@@ -71,7 +71,7 @@ def _decode(data: bytes) -> Image.Image:
     return load_image(data)
 
 
-def _session_network(name: str) -> tuple[str, LoadedModel] | None:
+def _session_network(name: str, notice: bool = True) -> tuple[str, LoadedModel] | None:
     """The network this user trained on the Live training page, if they chose to use it."""
     net = st.session_state.get(SESSION_MODEL) if name == "fashion_cnn" else None
     if net is None:
@@ -80,18 +80,22 @@ def _session_network(name: str) -> tuple[str, LoadedModel] | None:
     if key is None or cache.session_model(key) is not net:
         key = cache.register_session_model(net)
         st.session_state[SESSION_MODEL_KEY] = key
-    st.info(f"Showing **{net.title}** ({net.weights}). Go back to the shipped one on the Live training page.")
+    if notice:
+        st.info(f"Showing **{net.title}** ({net.weights}). Go back to the shipped one on the Live training page.")
     return key, net
 
 
-def current_model() -> tuple[str, LoadedModel]:
-    """(cache key, model): the sidebar's model, or the user's own trained network."""
+def current_model(warn: bool = True) -> tuple[str, LoadedModel]:
+    """(cache key, model): the sidebar's model, or the user's own trained network.
+
+    warn: show the missing-weights warning (False where the page has shown it already).
+    """
     name = st.session_state.get(MODEL_CHOICE, "vgg16")
-    own = _session_network(name)
+    own = _session_network(name, notice=warn)
     if own is not None:
         return own
     loaded, warning = cache.model(name)
-    if warning:
+    if warning and warn:
         st.warning(
             f"**Pretrained weights unavailable — showing an untrained {loaded.title}.** {warning}",
             icon=":material/warning:",
@@ -99,9 +103,12 @@ def current_model() -> tuple[str, LoadedModel]:
     return name, loaded
 
 
-def selection() -> Selection:
-    """The current model and image; stops the page with a hint when no image is chosen."""
-    name, model = current_model()
+def selection(warn: bool = True) -> Selection:
+    """The current model and image; stops the page with a hint when no image is chosen.
+
+    warn: show the model's notices (missing weights, own network); False where the page did already.
+    """
+    name, model = current_model(warn)
     data: bytes | None = st.session_state.get(IMAGE_BYTES)
     if not data:
         st.info(

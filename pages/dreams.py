@@ -141,8 +141,8 @@ st.caption(
 )
 if not model.trained:
     st.warning(
-        "This network is **untrained** (random weights), so its dreams look like coloured noise: there is no "
-        "learned pattern to bring out. The methods still run, which is worth seeing too.",
+        "This network is **untrained** (random weights), so its dreams look noise-like: there is no learned "
+        "pattern to bring out. Every method still runs, which is worth seeing too.",
         icon=":material/blur_on:",
     )
 busy = _busy()
@@ -220,7 +220,7 @@ with tabs[1]:
 with tabs[2]:
     if tabs[2].open:
         st.markdown(EXPLAIN["deepdream"])
-        sel = common.selection()
+        sel = common.selection(warn=False)  # the model's notices are at the top already
         # VGG-16's own pre-processing crops the photo; the Fashion CNN gets the converted 28x28 picture
         source = common.model_input_rgb(sel) if model.channels == 1 else sel.image
         spatial = dreams.spatial_layers(model)
@@ -255,7 +255,7 @@ with tabs[3]:
         if reason:
             st.info(f"Not offered for this network. {reason} Choose VGG-16 in the sidebar.", icon=":material/info:")
         else:
-            sel = common.selection()
+            sel = common.selection(warn=False)  # the model's notices are at the top already
             styles = dreams.bundled_styles()
             layers = dreams.default_style_layers(model)
             spatial = dreams.spatial_layers(model)

@@ -36,19 +36,26 @@ def _dream(page, tab: str, button: str, out: Path, name: str, settings=None) -> 
     page.screenshot(path=str(out / f"dreams_{name}.png"), full_page=True)
 
 
-def _small_and_short(panel) -> None:
-    """128 px and 20 steps instead of 192 px and 80: the keyboard moves a select slider one option per key."""
-    for label, presses in (("Size (px)", 1), ("Steps", 2)):
-        thumb = panel.locator("[data-testid=stSlider]").filter(has_text=label).get_by_role("slider")
-        thumb.focus()
-        for _ in range(presses):
-            thumb.press("ArrowLeft")
+def _lower(**presses: int):
+    """Settings that move sliders down by some options (the keyboard moves one option per key press),
+    so each dream is short: the test is about the page working, not about the pictures."""
+    labels = {"size": "Size (px)", "steps": "Steps", "strength": "Strength (steps per octave)"}
+
+    def apply(panel) -> None:
+        for name, count in presses.items():
+            slider = panel.locator("[data-testid=stSlider]").filter(has_text=labels[name]).first
+            thumb = slider.get_by_role("slider")
+            thumb.focus()
+            for _ in range(count):
+                thumb.press("ArrowLeft")
+
+    return apply
 
 
 def test_every_tab_dreams_in_the_browser(tmp_path: Path) -> None:
     out = Path(os.environ.get("CNN_LENS_SCREENSHOTS", tmp_path))
     out.mkdir(parents=True, exist_ok=True)
-    with streamlit_server() as url, chromium_page(1400, 1300) as page:
+    with streamlit_server() as url, chromium_page(1400, 1900) as page:
         page.goto(url, wait_until="networkidle")
         model_box = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first
         model_box.click(timeout=120_000)
@@ -57,10 +64,10 @@ def test_every_tab_dreams_in_the_browser(tmp_path: Path) -> None:
         page.get_by_role("link", name="Dreams").first.click()
         page.get_by_text("Dreams: pictures the network makes").wait_for(timeout=120_000)
         wait_for_run(page)
-        _dream(page, "Feature visualisation", "Dream", out, "fashion_features")
-        _dream(page, "Class model", "Dream", out, "fashion_class")
+        _dream(page, "Feature visualisation", "Dream", out, "fashion_features", _lower(steps=1))
+        _dream(page, "Class model", "Dream", out, "fashion_class", _lower(steps=1))
         assert "What the network now predicts" in page.inner_text("body")
-        _dream(page, "DeepDream", "Dream", out, "fashion_deepdream")
+        _dream(page, "DeepDream", "Dream", out, "fashion_deepdream", _lower(strength=5))
         page.get_by_role("tab", name="Style transfer").click()
         page.get_by_text("Not offered for this network").wait_for(timeout=60_000)
         page.screenshot(path=str(out / "dreams_fashion_style.png"), full_page=True)
@@ -69,6 +76,6 @@ def test_every_tab_dreams_in_the_browser(tmp_path: Path) -> None:
         page.get_by_role("option", name="VGG-16 (ImageNet)").click()
         wait_for_run(page)
         page.get_by_text("Dreams: pictures the network makes").wait_for(timeout=120_000)
-        _dream(page, "Style transfer", "Paint", out, "vgg_style", _small_and_short)
+        _dream(page, "Style transfer", "Paint", out, "vgg_style", _lower(size=1, steps=2))
     for name in ("fashion_features", "fashion_class", "fashion_deepdream", "fashion_style", "vgg_style"):
         assert (out / f"dreams_{name}.png").stat().st_size > 20_000
