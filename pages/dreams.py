@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import streamlit as st
 
 from app import dreams, figures, jobs
@@ -65,8 +66,18 @@ def _curve(dream: dreams.Dream) -> None:
         st.plotly_chart(figures.curves(history, "Objective (higher = stronger response)"), width="stretch")
 
 
-def _panel(key: str, stem: str, result: Callable[[dreams.Dream], None] | None = None) -> None:
-    """The job of this tab: queue place, progress with estimate and preview while it runs; result when done."""
+def _panel(
+    key: str,
+    stem: str,
+    result: Callable[[dreams.Dream], None] | None = None,
+    before: tuple[np.ndarray, str] | None = None,
+    note: str = "",
+) -> None:
+    """The job of this tab: queue place, progress with estimate and preview while it runs; result when done.
+
+    before: (picture, caption) shown beside the dream (DeepDream's and style transfer's starting picture).
+    note: a caption under the curve.
+    """
     job = _session_jobs().get(key)
     if job is None:
         return
@@ -94,7 +105,11 @@ def _panel(key: str, stem: str, result: Callable[[dreams.Dream], None] | None = 
         elif job.state == "cancelled":
             st.info("Cancelled." + (" The last picture so far is shown below." if dream else ""))
         if dream is not None:
-            left, right = st.columns([2, 3])
+            if before is not None:
+                start, left, right = st.columns([2, 2, 3])
+                start.image(figures.picture(before[0], 256), caption=before[1], width=320)
+            else:
+                left, right = st.columns([2, 3])
             with left:
                 if job.state == "finished":
                     _image(dream, f"{job.label} · {dream.steps} steps in {job.seconds:.1f} s")
@@ -111,6 +126,8 @@ def _panel(key: str, stem: str, result: Callable[[dreams.Dream], None] | None = 
                     _image(dream, f"{job.label} · after {dream.steps} steps")
             with right:
                 _curve(dream)
+                if note:
+                    st.caption(note)
             if job.state == "finished" and result is not None:
                 result(job.result)
         if was_active and not job.active:
@@ -245,8 +262,16 @@ with tabs[2]:
                     model, source, layer, int(octaves), int(steps), int(seed), job.report, preview=job.show
                 ),
             )
-        st.image(figures.picture(dreams.start_picture(model, source), 256), "your picture", width=200)
-        _panel(f"deepdream:{model_key}", f"{model.name}_deepdream_{layer}")
+        start = dreams.start_picture(model, source)
+        if f"deepdream:{model_key}" not in _session_jobs():
+            st.image(figures.picture(start, 256), "your picture, as the network sees it", width=260)
+        _panel(
+            f"deepdream:{model_key}",
+            f"{model.name}_deepdream_{layer}",
+            before=(start, "your picture, as the network sees it"),
+            note="The objective drops at each new octave: the picture has just been enlarged, and the new, "
+            "finer details have not been amplified yet.",
+        )
 
 with tabs[3]:
     if tabs[3].open:
