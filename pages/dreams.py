@@ -54,7 +54,7 @@ def _start(key: str, label: str, work: Callable[[jobs.Job], dreams.Dream]) -> No
 
 
 def _image(dream: dreams.Dream, caption: str) -> None:
-    st.image(figures.picture(dream.image, 256), caption=caption, width=320)
+    st.image(figures.picture(dream.image, 256), caption=caption, width="stretch")
 
 
 def _curve(dream: dreams.Dream) -> None:
@@ -107,7 +107,7 @@ def _panel(
         if dream is not None:
             if before is not None:
                 start, left, right = st.columns([2, 2, 3])
-                start.image(figures.picture(before[0], 256), caption=before[1], width=320)
+                start.image(figures.picture(before[0], 256), caption=before[1], width="stretch")
             else:
                 left, right = st.columns([2, 3])
             with left:
