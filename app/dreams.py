@@ -506,8 +506,9 @@ def style_unavailable(model: LoadedModel) -> str | None:
         return (
             f"{model.title} sees {model.input_size}x{model.input_size} grey pictures of single garments. Style "
             "transfer needs features of colour and brush-stroke texture at several scales, learned from varied "
-            "photos; this network's few 28x28 grey feature maps carry neither, so a painting's style could not "
-            "be expressed in them (and the result would be a 28-pixel grey thumbnail)."
+            "photos; this network learned only garment outlines from grey thumbnails, and its feature maps "
+            "(28x28 down to 7x7) carry neither, so a painting's style could not be expressed in them (and the "
+            "result would be a 28-pixel grey thumbnail)."
         )
     return None
 
