@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import fx, nn
 
+from app import sharing
 from app.activations import derived
 from app.loaded import LoadedModel
 from app.progress import Progress
@@ -153,8 +154,15 @@ def _graph(model: LoadedModel, layers: Sequence[str], redirect: bool = False) ->
 
 @contextlib.contextmanager
 def _step(model: LoadedModel) -> Iterator[None]:
-    """One optimisation step on the shared layers: under the model's lock, gradients on, fp32."""
-    with model.lock, torch.inference_mode(False), torch.enable_grad(), torch.autocast(model.device.type, enabled=False):
+    """One optimisation step on the shared layers: a gradient pass, so under the model's lock (and
+    `sharing.forward()`, so no fx trace overlaps it, app/sharing.py), gradients on, fp32."""
+    with (
+        model.lock,
+        sharing.forward(),
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        torch.autocast(model.device.type, enabled=False),
+    ):
         yield
 
 
