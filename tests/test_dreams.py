@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from app import dreams
+from app import dreams, figures
 from app.activations import activations
 from app.attribution import layer_output
 from app.datasets import load_fashion_mnist
@@ -253,3 +253,20 @@ def test_bad_requests_are_refused_clearly(fashion: LoadedModel) -> None:
         dreams.class_model(fashion, 10)
     with pytest.raises(ValueError, match="feature maps"):
         dreams.deep_dream(fashion, photo(), "fc3")
+
+
+def test_pictures_are_enlarged_by_whole_pixels_and_greys_become_rgb() -> None:
+    grey = np.array([[[0.0], [1.0]], [[0.5], [0.25]]], dtype=np.float32)  # (2, 2, 1)
+    shown = figures.picture(grey, min_side=5)
+    assert shown.shape == (6, 6, 3) and shown.dtype == np.uint8  # factor ceil(5 / 2) = 3
+    np.testing.assert_array_equal(shown[:3, :3], 0)
+    np.testing.assert_array_equal(shown[:3, 3:], 255)
+    np.testing.assert_array_equal(shown[3:, :3], 128)
+    big = np.full((300, 250, 3), 0.5, dtype=np.float32)
+    assert figures.picture(big, 224).shape == (300, 250, 3)  # already large enough: unchanged
+
+
+def test_bundled_styles_load_as_rgb() -> None:
+    for caption, load in dreams.bundled_styles().values():
+        image = load()
+        assert image.mode == "RGB" and min(image.size) >= 128 and caption
