@@ -11,7 +11,10 @@ wait in arrival order, each able to see its place in the queue. One pool,
 
 `submit` runs a function in a background thread once it gets a slot and returns a
 `Job` at once; a page polls the job (state, progress, estimate, latest preview)
-and can cancel it. The one progress convention of the project applies:
+and can cancel it. Deterministic work can be given a `key`: a class told "everyone
+make the class model of Sandal" then runs it once, and every student who asks for
+the same thing watches that one job (or gets its finished result at once); the job
+stops only when every watcher has cancelled. The one progress convention of the project applies:
 `progress(done, total)` is called as work advances, and cancelling makes that
 call raise `app.errors.Cancelled`, which unwinds the work (the slot is released
 in a `finally`). Work must therefore keep no state outside its own objects
@@ -24,11 +27,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from app.errors import Cancelled, LensError
+from app.lru import ResultStore
 
 T = TypeVar("T")
 JobState = Literal["waiting", "running", "finished", "cancelled", "failed"]
@@ -102,6 +106,7 @@ class Job(Generic[T]):
     seconds: float = 0.0
     _cancel: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _watchers: int = 1  # people watching a shared job (submit with a key); it stops when none is left
 
     def report(self, done: int, total: int) -> None:
         """The progress callback handed to the work: records progress, raises Cancelled once cancelled."""
@@ -114,8 +119,11 @@ class Job(Generic[T]):
         self.preview = preview
 
     def cancel(self) -> None:
-        """Stop at the next progress call (running) or leave the queue (waiting)."""
-        self._cancel.set()
+        """Stop at the next progress call (running) or leave the queue (waiting), once no one else watches."""
+        with _shared_lock:
+            self._watchers -= 1
+            if self._watchers <= 0:
+                self._cancel.set()
 
     @property
     def active(self) -> bool:
@@ -163,14 +171,32 @@ def _work(job: Job[T], work: Callable[[Job[T]], T]) -> None:
         job.slots.release()
 
 
-def submit(work: Callable[[Job[T]], T], label: str = "", slots: Slots | None = None) -> Job[T]:
+# Jobs submitted with a key, so identical requests share one run; bounded and expiring.
+_shared = ResultStore(max_entries=64, ttl=3600)
+_shared_lock = threading.Lock()
+
+
+def submit(
+    work: Callable[[Job[T]], T], label: str = "", slots: Slots | None = None, key: Hashable | None = None
+) -> Job[T]:
     """Run `work(job)` in a background thread as soon as a slot is free (of `slots`, default `HEAVY`);
     returns the Job at once.
 
     `work` should pass `job.report` as its progress callback (that is where
     cancelling takes effect) and may pass `job.show` for intermediate results.
+    key: for deterministic work, what identifies its result (every parameter,
+    seed included). A job with the same key that is waiting, running or finished
+    is returned instead of starting another, with one more watcher.
     """
-    job: Job[T] = Job(label, HEAVY if slots is None else slots)
+    with _shared_lock:
+        if key is not None:
+            hit, job = _shared.get(key)
+            if hit and job.state in ("waiting", "running", "finished") and not job._cancel.is_set():
+                job._watchers += 1
+                return job
+        job = Job(label, HEAVY if slots is None else slots)
+        if key is not None:
+            _shared.put(key, job)
     job._thread = threading.Thread(target=_work, args=(job, work), daemon=True, name=f"cnn-lens-job {label}")
     job._thread.start()
     return job

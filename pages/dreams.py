@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import dreams, figures, jobs
 from app.errors import LensError
-from app.images import load_image
+from app.images import image_key, load_image
 from app.models import LoadedModel
 from pages import common
 
@@ -48,9 +48,17 @@ def _busy() -> bool:
     return any(job.active for job in _session_jobs().values())
 
 
-def _start(key: str, label: str, work: Callable[[jobs.Job], dreams.Dream]) -> None:
-    _session_jobs()[key] = jobs.submit(work, label)
+def _start(key: str, label: str, work: Callable[[jobs.Job], dreams.Dream], request: tuple) -> None:
+    """Submit the dream; `request` (every parameter, seed included) lets identical requests share one run."""
+    _session_jobs()[key] = jobs.submit(work, label, key=request)
     st.rerun()  # redraw with the button disabled and the live panel polling
+
+
+def _cancel(key: str) -> None:
+    """This person stops watching; the run stops unless someone else asked for the very same dream."""
+    job = _session_jobs().pop(key, None)
+    if job is not None:
+        job.cancel()
 
 
 def _image(dream: dreams.Dream, caption: str) -> None:
@@ -98,7 +106,7 @@ def _panel(
             text = f"Step {job.done} of {job.total}" + (f" · about {eta:.0f} s left" if eta is not None else "")
             st.progress(job.fraction(), text=text)
         if job.active:
-            st.button("Cancel", key=f"cancel_{key}", on_click=job.cancel, icon=":material/cancel:")
+            st.button("Cancel", key=f"cancel_{key}", on_click=_cancel, args=(key,), icon=":material/cancel:")
         dream = job.result if job.state == "finished" else job.preview
         if job.state == "failed":
             st.error(f"The dream failed: {job.error}", icon=":material/error:")
@@ -212,6 +220,7 @@ with tabs[0]:
                 lambda job: dreams.visualise(
                     model, layer, int(channel), int(size), int(steps), int(seed), job.report, preview=job.show
                 ),
+                ("features", model_key, layer, int(channel), int(size), int(steps), int(seed)),
             )
         _panel(f"features:{model_key}", f"{model.name}_{layer}_channel{channel}")
 
@@ -231,6 +240,7 @@ with tabs[1]:
                 f"class:{model_key}",
                 f"class model: {model.labels[target]}",
                 lambda job: dreams.class_model(model, int(target), int(steps), int(seed), job.report, preview=job.show),
+                ("class", model_key, int(target), int(steps), int(seed)),
             )
         _panel(f"class:{model_key}", f"{model.name}_class_{_slug(model.labels[target])}", lambda d: _top5(model, d))
 
@@ -261,6 +271,7 @@ with tabs[2]:
                 lambda job: dreams.deep_dream(
                     model, source, layer, int(octaves), int(steps), int(seed), job.report, preview=job.show
                 ),
+                ("deepdream", model_key, sel.input_key, layer, int(octaves), int(steps), int(seed)),
             )
         start = dreams.start_picture(model, source)
         if f"deepdream:{model_key}" not in _session_jobs():
@@ -291,14 +302,14 @@ with tabs[3]:
                 format_func=lambda k: styles[k][0] if k in styles else "Upload your own",
                 key="st_style",
             )
-            style_image = None
+            style_image, style_id = None, choice
             if choice in styles:
                 style_image = styles[choice][1]()
             else:
                 upload = c1.file_uploader("Style picture", type=["png", "jpg", "jpeg", "webp"], key="st_upload")
                 if upload is not None:
                     try:
-                        style_image = load_image(upload.getvalue())
+                        style_image, style_id = load_image(upload.getvalue()), image_key(upload.getvalue())
                     except LensError as exc:
                         common.show_lens_error(exc)
             if style_image is not None:
@@ -340,6 +351,17 @@ with tabs[3]:
                             progress=job.report,
                             layers=chosen,
                             preview=job.show,
+                        ),
+                        (
+                            "style",
+                            model_key,
+                            sel.input_key,
+                            style_id,
+                            chosen,
+                            size,
+                            steps,
+                            style_weight,
+                            content_weight,
                         ),
                     )
             _panel(f"style:{model_key}", f"{model.name}_style_transfer")

@@ -156,3 +156,32 @@ def test_report_raises_cancelled_once_cancelled() -> None:
     job.cancel()
     with pytest.raises(Cancelled):
         job.report(2, 2)
+
+
+def test_identical_requests_share_one_job_until_everyone_cancels() -> None:
+    slots, release, runs = Slots(2), threading.Event(), []
+
+    def work(job: Job) -> int:
+        runs.append(1)
+        return _blocking(release)(job)
+
+    key = ("class model", "fashion_cnn", 5, 256, 0)
+    first = jobs.submit(work, "a", slots, key=key)
+    second = jobs.submit(work, "b", slots, key=key)
+    other = jobs.submit(work, "c", slots, key=(*key[:-1], 1))  # another seed: its own run
+    assert second is first and other is not first
+    _wait_for(lambda: first.done >= 2 and other.done >= 2)
+    first.cancel()  # one of the two watchers leaves: the run goes on for the other
+    time.sleep(0.1)
+    assert first.state == "running"
+    second.cancel()
+    first.join(10)
+    assert first.state == "cancelled"
+    third = jobs.submit(work, "d", slots, key=key)  # a cancelled run is not handed out again
+    assert third is not first
+    release.set()
+    third.join(10)
+    other.join(10)
+    assert third.state == "finished" and len(runs) == 3
+    assert jobs.submit(work, "e", slots, key=key) is third  # a finished run is handed out at once
+    assert len(runs) == 3

@@ -88,13 +88,14 @@ def test_a_waiting_dream_shows_its_place_and_can_be_cancelled(monkeypatch) -> No
     monkeypatch.setattr(jobs, "HEAVY", slots)
     try:
         at = _app("fashion_cnn")
+        at.number_input(key="fv_seed").set_value(4242)  # a request no other test made: no shared result
         at.button[0].click()
         _ok(at.run())
         assert any("number 1 in the queue" in i.value for i in at.info)
-        assert at.button(key="cancel_features:fashion_cnn")
+        job = at.session_state["dream_jobs"]["features:fashion_cnn"]
         at.button(key="cancel_features:fashion_cnn").click()
         _ok(at.run())
-        job = at.session_state["dream_jobs"]["features:fashion_cnn"]
+        assert "features:fashion_cnn" not in at.session_state["dream_jobs"]  # the panel is gone
         job.join(10)
         assert job.state == "cancelled"
     finally:
@@ -136,3 +137,16 @@ def test_activations_page_hands_its_channel_to_the_dreams_page() -> None:
     assert at.title[0].value.startswith("Dreams")
     assert at.selectbox(key="fv_layer_fashion_cnn").value == "relu2_1"
     assert at.number_input(key="fv_channel_fashion_cnn_relu2_1").value == 7
+
+
+def test_two_students_asking_for_the_same_dream_share_one_run() -> None:
+    students = [_app("fashion_cnn", "Class model") for _ in range(2)]
+    for at in students:
+        at.selectbox(key="cm_class_fashion_cnn").set_value(8)
+        at.select_slider(key="cm_steps").set_value(32)
+        at.number_input(key="cm_seed").set_value(77)
+        at.button[0].click()
+        _ok(at.run())
+    first, second = (at.session_state["dream_jobs"]["class:fashion_cnn"] for at in students)
+    assert first is second
+    _finish(students[0], "class:fashion_cnn")
