@@ -316,7 +316,7 @@ def test_warm_cache_stores_the_maps_the_page_asks_for(small_test_set, fashion_un
     from scripts import warm_cache
 
     monkeypatch.setattr(warm_cache, "get_model", lambda name: fashion_untrained)
-    warm_cache.main()
+    warm_cache.main([])
     assert len(list(small_test_set.iterdir())) == len(warm_cache.PRESETS)
 
     def fail(*args, **kwargs):
