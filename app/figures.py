@@ -393,3 +393,32 @@ def training_curves(histories: list[list], metric: str, title: str) -> go.Figure
             )
     fig.update_layout(title=title, xaxis_title="epoch", height=360, margin=dict(l=0, r=0, t=40, b=0))
     return fig
+
+
+def picture(image: np.ndarray, min_side: int = 224) -> np.ndarray:
+    """A (H, W, C) [0, 1] picture as RGB uint8, enlarged by whole pixels until its shorter side is >= min_side.
+
+    Nearest-neighbour enlarging keeps a 28-pixel picture's pixels crisp; a browser
+    stretching it would blur them.
+    """
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    factor = max(1, math.ceil(min_side / min(pixels.shape[:2])))
+    return np.repeat(np.repeat(pixels, factor, axis=0), factor, axis=1)
+
+
+def curves(history: dict[str, list[float]], title: str, log: bool = False, height: int = 260) -> go.Figure:
+    """One line per named series against the step number (e.g. a dream's objective)."""
+    fig = go.Figure()
+    for name, values in history.items():
+        fig.add_scatter(x=list(range(1, len(values) + 1)), y=values, name=name, mode="lines")
+    fig.update_layout(
+        title=title,
+        xaxis_title="step",
+        yaxis_type="log" if log else "linear",
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=40),
+        legend=dict(orientation="h", y=-0.3),
+    )
+    return fig

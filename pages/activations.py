@@ -81,3 +81,11 @@ st.caption(
     "The overlay uses the map's colours, from its lowest to its highest value, and stretches the map to the "
     "image, so each cell covers the pixels it is centred on."
 )
+if st.button(
+    "What does this channel look for? Dream it",
+    icon=":material/auto_awesome:",
+    help="Open the Dreams page and grow the picture that makes this channel fire most.",
+    key="dream_this_channel",
+):
+    st.session_state[common.DREAM_UNIT_KEY] = (sel.model_key, layer, int(channel))
+    st.switch_page("pages/dreams.py")
