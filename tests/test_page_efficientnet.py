@@ -104,3 +104,19 @@ def test_without_vgg_weights_the_offline_model_is_the_default_and_the_banner_poi
     at = open_page("vgg16")
     (banner,) = at.warning
     assert "not been trained" in banner.value and "EfficientNet-Lite0 (ImageNet, works offline)" in banner.value
+
+
+@pytest.mark.slow
+def test_dreams_page_every_tab_and_a_feature_visualisation():
+    at = _page("dreams.py")
+    for tab in ["Class model", "DeepDream", "Style transfer", "Feature visualisation"]:
+        at.session_state["dream_tab"] = tab
+        _ok(at.run())
+    at.select_slider(key="fv_steps").set_value(32)
+    at.button[0].click()
+    _ok(at.run())
+    job = at.session_state["dream_jobs"][f"features:{MODEL}"]
+    job.join(300)
+    assert job.state == "finished", job.error
+    _ok(at.run())
+    assert [b.proto.label for b in at.get("download_button")] == ["Download PNG"]
