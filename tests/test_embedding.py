@@ -20,6 +20,7 @@ from sklearn.manifold import trustworthiness
 from app import embedding as E
 from app.datasets import load_fashion_mnist
 from app.embedding import Map, features, nearest, pca_map, penultimate_layer, pixels, tsne_map
+from app.store import weights_digest
 from tests.conftest import photo
 
 
@@ -255,7 +256,7 @@ def test_fashion_map_key_follows_weights_method_and_params(small_test_set, fashi
     retrained = dataclasses.replace(fashion_untrained, module=copy.deepcopy(fashion_untrained.module))
     with torch.no_grad():
         retrained.module.classifier[2].bias.add_(1.0)
-    assert E.weights_digest(retrained) != E.weights_digest(fashion_untrained)
+    assert weights_digest(retrained) != weights_digest(fashion_untrained)
     E.fashion_test_map(retrained, "pca")
     assert len(os.listdir(small_test_set)) == 4
 

@@ -1,0 +1,561 @@
+"""What each unit looks for: its top-activating dataset patches (Zeiler & Fergus 2014).
+
+A unit is one channel of one layer. Over a data set we record, for every unit, the
+k images that excite it most (each image counted once, at its strongest location),
+then show each image cropped to the unit's receptive field around that location,
+beside the unit's guided-backprop projection back to pixels.
+
+How the work is split:
+- `top_units_table` runs the data set through the network ONCE, batch by batch. Its
+  graph is a private copy of the model's load-time fx trace (`activations.derived`)
+  with a reduction inserted right after each layer: only a [batch, channels] max and
+  its position survive each layer, so the big feature maps are freed as the pass goes
+  on and nothing is hooked on the shared module.
+- `unit_geometry` works out, from the same fx graph, where every layer's units look in
+  the input: size, stride and the padding offset of the first unit. It follows the
+  graph, not a list of layers, so residual adds and concatenations (ResNet,
+  EfficientNet) get the union of their branches' fields.
+- `unit_projection` is attribution's guided backprop started from one unit at one
+  location (`attribution.guided_units`).
+- The Fashion-MNIST test-set table is stored on disk (app.store), keyed by the
+  weights, so it is computed once per set of weights for every process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import fx, nn
+
+from app import attribution
+from app.activations import derived
+from app.datasets import load_fashion_mnist
+from app.embedding import model_inputs
+from app.models import LoadedModel
+from app.store import store_dir, store_key, write_atomic
+
+Progress = Callable[[int, int], None]  # (done, total); total 0 = unknown
+Box = tuple[int, int, int, int]  # (top, left, bottom, right) in input pixels, bottom/right exclusive
+Entry = tuple[float, int, int, int]  # (value, image index, y, x)
+
+PHOTOS = Path(__file__).resolve().parent.parent / "assets" / "photos"
+QUANTILES = 101  # stored per unit for ranking a new image: every percentile of the data set's maxima
+LABEL_TOP = 100  # how many of a unit's best images the label statistics count
+_STORE_VERSION = 1  # bump when the stored table's format or its computation changes
+_SKIPPED_KINDS = ("flatten", "dropout")  # a reshape of, or (in eval mode) identical to, the layer before
+
+
+# ---------------------------------------------------------------- where a unit looks (receptive-field geometry)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the units of one layer look in the input, per axis (rows, columns).
+
+    Unit (y, x) sees input rows start[0] + y * stride[0] up to (excluding) that plus
+    size[0], and likewise for columns. start is negative where the first unit's field
+    reaches into the zero padding around the image.
+    """
+
+    size: tuple[int, int]
+    stride: tuple[int, int]
+    start: tuple[int, int]
+
+    def box(self, y: int, x: int) -> Box:
+        top = self.start[0] + y * self.stride[0]
+        left = self.start[1] + x * self.stride[1]
+        return top, left, top + self.size[0], left + self.size[1]
+
+
+def _pairs(*values: int | tuple[int, ...]) -> list[tuple[int, int]]:
+    return [(v, v) if isinstance(v, int) else (int(v[0]), int(v[-1])) for v in values]
+
+
+def _window(g: Geometry, kernel, stride, padding, dilation) -> Geometry:
+    """A sliding window (conv or pool) over a layer of geometry g.
+
+    Output unit y reads input units y*s - p + i*d (i < k), whose fields run from
+    start + (y*s - p) * jump to start + (y*s - p + (k-1)*d) * jump + size.
+    """
+    k, s, p, d = _pairs(kernel, stride, padding, dilation)
+    return Geometry(
+        tuple(g.size[a] + (k[a] - 1) * d[a] * g.stride[a] for a in (0, 1)),
+        tuple(g.stride[a] * s[a] for a in (0, 1)),
+        tuple(g.start[a] - p[a] * g.stride[a] for a in (0, 1)),
+    )
+
+
+def _conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
+    if conv.padding == "valid":
+        return (0, 0)
+    if conv.padding == "same":  # PyTorch puts the smaller half of the total padding first
+        return tuple(conv.dilation[a] * (conv.kernel_size[a] - 1) // 2 for a in (0, 1))
+    return tuple(conv.padding)
+
+
+def _union(geometries: list[Geometry]) -> Geometry | None:
+    """Units of a merge (add, multiply, concatenate) see what any of their inputs' units see."""
+    if len({g.stride for g in geometries}) != 1:
+        return None  # branches at different resolutions: no single box rule; treat as the whole image
+    start = tuple(min(g.start[a] for g in geometries) for a in (0, 1))
+    end = tuple(max(g.start[a] + g.size[a] for g in geometries) for a in (0, 1))
+    return Geometry(tuple(end[a] - start[a] for a in (0, 1)), geometries[0].stride, start)
+
+
+class _GeometryPass(fx.Interpreter):
+    """Runs the graph once on a blank input, working out each node's Geometry from its inputs'.
+
+    None means a unit depends on the whole image (after global pooling or flattening).
+    Rules: conv and pooling modules slide a window; adaptive pooling that divides its
+    input evenly is a window too, otherwise global; a node that keeps the spatial size
+    (batch norm, activations, adds, concatenations) takes the union of its inputs'
+    fields. An input broadcast from 1x1 (a squeeze-and-excitation gate) only rescales
+    channels and is left out of the box, though strictly it depends on the whole image.
+    """
+
+    def __init__(self, module: fx.GraphModule) -> None:
+        super().__init__(module)
+        self.geometry: dict[fx.Node, Geometry | None] = {}
+        self.shapes: dict[fx.Node, tuple[int, ...]] = {}
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor):
+            self.shapes[n] = tuple(out.shape)
+            self.geometry[n] = self._rule(n, tuple(out.shape)) if out.dim() == 4 else None
+        return out
+
+    def _rule(self, n: fx.Node, shape: tuple[int, ...]) -> Geometry | None:
+        if n.op == "placeholder":
+            return Geometry((1, 1), (1, 1), (0, 0))
+        inputs = [a for a in n.all_input_nodes if len(self.shapes.get(a, ())) == 4]
+        spatial = [a for a in inputs if self.shapes[a][2:] != (1, 1) or shape[2:] == (1, 1)]
+        if not spatial or any(self.geometry[a] is None for a in spatial):
+            return None
+        geometries = [self.geometry[a] for a in spatial]
+        if n.op == "call_module":
+            layer = self.module.get_submodule(n.target)
+            if isinstance(layer, nn.Conv2d):
+                return _window(geometries[0], layer.kernel_size, layer.stride, _conv_padding(layer), layer.dilation)
+            if isinstance(layer, nn.MaxPool2d | nn.AvgPool2d):
+                dilation = getattr(layer, "dilation", 1)
+                return _window(geometries[0], layer.kernel_size, layer.stride, layer.padding, dilation)
+            if isinstance(layer, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+                (h_in, w_in), (h, w) = self.shapes[spatial[0]][2:], shape[2:]
+                if h_in % h or w_in % w:
+                    return None
+                return _window(geometries[0], (h_in // h, w_in // w), (h_in // h, w_in // w), 0, 1)
+        if any(self.shapes[a][2:] != shape[2:] for a in spatial):
+            return None  # an operation we do not know that changes the map size: be safe, whole image
+        return _union(geometries)
+
+
+_geometries: weakref.WeakKeyDictionary[LoadedModel, dict[str, Geometry | None]] = weakref.WeakKeyDictionary()
+_geometries_lock = threading.Lock()
+
+
+def unit_geometry(model: LoadedModel) -> dict[str, Geometry | None]:
+    """{layer name: Geometry, or None where each unit sees the whole image}; worked out once per model."""
+    with _geometries_lock:
+        known = _geometries.get(model)
+    if known is not None:
+        return known
+    graph = derived(model)
+    walker = _GeometryPass(graph)
+    blank = torch.zeros(1, model.channels, model.input_size, model.input_size, device=model.device)
+    with model.lock, torch.inference_mode():
+        walker.run(blank)
+    output = next(n for n in graph.graph.nodes if n.op == "output")
+    result = {name: walker.geometry.get(node) for name, node in output.args[0].items()}
+    with _geometries_lock:
+        return _geometries.setdefault(model, result)
+
+
+def receptive_box(model: LoadedModel, layer: str, y: int, x: int) -> Box:
+    """The input pixels unit (y, x) of `layer` can see, possibly reaching outside the image."""
+    geometry = unit_geometry(model)[layer]
+    if geometry is None:
+        return 0, 0, model.input_size, model.input_size
+    return geometry.box(y, x)
+
+
+def crop(values: np.ndarray, box: Box) -> np.ndarray:
+    """values[..., top:bottom, left:right] with zeros where the box leaves the array.
+
+    Zero in a normalised input is the data set's mean colour: exactly what the
+    network's own zero padding shows a unit at the border.
+    """
+    top, left, bottom, right = box
+    h, w = values.shape[-2:]
+    out = np.zeros((*values.shape[:-2], bottom - top, right - left), dtype=values.dtype)
+    t, lft, b, r = max(top, 0), max(left, 0), min(bottom, h), min(right, w)
+    if t < b and lft < r:
+        out[..., t - top : b - top, lft - left : r - left] = values[..., t:b, lft:r]
+    return out
+
+
+def unit_patch(model: LoadedModel, image: torch.Tensor, layer: str, y: int, x: int) -> tuple[np.ndarray, Box]:
+    """(crop [C, h, w] of the pre-processed image, box): what unit (y, x) of `layer` sees.
+
+    image: pre-processed [1, C, H, W] or [C, H, W]. The box may reach outside the image;
+    the crop is zero-padded there. For a unit that sees the whole image (fully
+    connected layers) the box is the image.
+    """
+    values = image.detach().float().cpu().numpy()
+    values = values[0] if values.ndim == 4 else values
+    box = receptive_box(model, layer, y, x)
+    return crop(values, box), box
+
+
+def unit_projection(model: LoadedModel, x: torch.Tensor, layer: str, channel: int, y: int, x_pos: int) -> np.ndarray:
+    """Guided backprop from channel `channel` of `layer` at (y, x_pos) only: [C, H, W] over the whole input."""
+    x = x if x.dim() == 4 else x.unsqueeze(0)
+    positions = [(y, x_pos)] if model.layer(layer).spatial else None
+    return attribution.guided_units(model, x, layer, channel, positions)[0]
+
+
+# ---------------------------------------------------------------- the table of every unit's best images
+
+
+def unit_layers(model: LoadedModel) -> list[str]:
+    """Layers whose units get a table row: every layer with a map or a vector output, except
+    flatten and dropout (a reshape of, and in eval mode a copy of, the layer before)."""
+    return [r.name for r in model.layers if r.kind not in _SKIPPED_KINDS and len(r.out_shape) in (1, 3)]
+
+
+@dataclass(eq=False)
+class TopTable:
+    """Every unit's k best images: per layer, arrays [channels, k], best first.
+
+    values float32 (-inf in unused slots when the data set has fewer than k images),
+    images int32 (-1 unused), ys/xs int16 (the unit's strongest position in that image;
+    0 for fully connected layers). quantiles [QUANTILES, channels]: the data set's
+    per-image maxima at every percentile, to rank a new image.
+    """
+
+    k: int
+    n_images: int
+    values: dict[str, np.ndarray]
+    images: dict[str, np.ndarray]
+    ys: dict[str, np.ndarray]
+    xs: dict[str, np.ndarray]
+    quantiles: dict[str, np.ndarray]
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.values)
+
+    def channels(self, layer: str) -> int:
+        return self.values[self._check(layer)].shape[0]
+
+    def _check(self, layer: str) -> str:
+        if layer not in self.values:
+            raise KeyError(f"no table for layer {layer!r}; it has {', '.join(self.values)}")
+        return layer
+
+    def top(self, layer: str, channel: int, k: int | None = None) -> list[Entry]:
+        """[(value, image index, y, x)], best first; ties went to the lower image index."""
+        layer = self._check(layer)
+        n = min(k or self.k, self.k)
+        idx = self.images[layer][channel, :n]
+        used = idx >= 0
+        return [
+            (float(v), int(i), int(y), int(x))
+            for v, i, y, x in zip(
+                self.values[layer][channel, :n][used],
+                idx[used],
+                self.ys[layer][channel, :n][used],
+                self.xs[layer][channel, :n][used],
+                strict=True,
+            )
+        ]
+
+    def best(self, layer: str) -> list[Entry | None]:
+        """Each channel's best (value, image, y, x): the layer overview."""
+        layer = self._check(layer)
+        return [
+            self.top(layer, c, 1)[0] if self.images[layer][c, 0] >= 0 else None for c in range(self.channels(layer))
+        ]
+
+    def share_below(self, layer: str, channel: int, value: float) -> float:
+        """Share (0..1) of the data set's images whose best activation of this unit is below `value`."""
+        q = self.quantiles[self._check(layer)][:, channel].astype(np.float64)
+        if value < q[0]:
+            return 0.0
+        if value >= q[-1]:
+            return 1.0
+        return float(np.interp(value, q, np.linspace(0, 1, len(q))))
+
+    def to_bytes(self) -> bytes:
+        """An .npz file (no pickled objects, so a stored table can be read safely)."""
+        arrays = {"meta": np.array([self.k, self.n_images], dtype=np.int64)}
+        for field in ("values", "images", "ys", "xs", "quantiles"):
+            for layer, array in getattr(self, field).items():
+                arrays[f"{field}/{layer}"] = array
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | Path) -> TopTable:
+        source = io.BytesIO(data) if isinstance(data, bytes) else data
+        with np.load(source, allow_pickle=False) as npz:
+            fields: dict[str, dict[str, np.ndarray]] = {f: {} for f in ("values", "images", "ys", "xs", "quantiles")}
+            for key in npz.files:
+                if key != "meta":
+                    field, layer = key.split("/", 1)
+                    fields[field][layer] = npz[key]
+            k, n = (int(v) for v in npz["meta"])
+        order = list(fields["values"])  # savez keeps insertion order: the network's layer order
+        return cls(k, n, **{f: {layer: fields[f][layer] for layer in order} for f in fields})
+
+
+def _unit_maxima(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image and channel: the largest value and its flat position (first one in raster order on ties).
+
+    Channels-last maps are reduced as [N, H*W, C] views, which needs no copy."""
+    if t.dim() == 2:
+        return t, torch.zeros_like(t, dtype=torch.long)
+    n, c = t.shape[:2]
+    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return t.permute(0, 2, 3, 1).reshape(n, -1, c).max(1)
+    return t.flatten(2).max(2)
+
+
+_graphs: weakref.WeakKeyDictionary[LoadedModel, dict[tuple[str, ...], fx.GraphModule]] = weakref.WeakKeyDictionary()
+_graphs_lock = threading.Lock()
+
+
+def _maxima_graph(model: LoadedModel, layers: Sequence[str]) -> fx.GraphModule:
+    """The model's graph returning {layer: (max [N, C], position [N, C])}; built once per model and layer set."""
+    key = tuple(layers)
+    with _graphs_lock:
+        graph = _graphs.setdefault(model, {}).get(key)
+    if graph is not None:
+        return graph
+
+    def edit(graph: fx.Graph) -> None:
+        output = next(n for n in graph.nodes if n.op == "output")
+        outputs = output.args[0]
+        reduced = {}
+        for name in layers:
+            with graph.inserting_after(outputs[name]):  # right after the layer: its map can be freed early
+                reduced[name] = graph.call_function(_unit_maxima, (outputs[name],))
+        output.args = (reduced,)
+
+    built = derived(model, edit=edit)
+    with _graphs_lock:
+        return _graphs[model].setdefault(key, built)
+
+
+def _as_batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterable[torch.Tensor]:
+    if isinstance(images, torch.Tensor):
+        return (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+    return images
+
+
+def top_units_table(
+    model: LoadedModel,
+    images: torch.Tensor | Iterable[torch.Tensor],
+    k: int = 9,
+    progress: Progress | None = None,
+    *,
+    total: int | None = None,
+    layers: Sequence[str] | None = None,
+    batch_size: int | None = None,
+) -> TopTable:
+    """Every unit's k best images over a data set, in one forward pass per batch.
+
+    images: pre-processed float [N, C, H, W], or an iterable of such batches (images are
+    numbered in the order they arrive). For each unit of a spatial layer each image
+    counts once, with its largest activation over positions (the first in raster order
+    on ties); for fully connected layers the unit's value. Ties between images go to
+    the lower index. layers: default `unit_layers(model)`. total: the number of images,
+    for progress, when `images` is an iterable. Runs in fp32, so a stored value can be
+    recomputed exactly; the model lock is held per batch, not for the whole data set.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    layers = list(layers or unit_layers(model))
+    graph = _maxima_graph(model, layers)
+    if isinstance(images, torch.Tensor):
+        total = len(images)
+    step = batch_size or (256 if model.input_size <= 64 else 16)
+    top_v = {name: None for name in layers}
+    top_i, top_p = dict(top_v), dict(top_v)
+    maxima: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    n = 0
+    for x in _as_batches(images, step):
+        with model.lock, torch.inference_mode(), torch.autocast(model.device.type, enabled=False):
+            out = graph(x.to(model.device, torch.float32, memory_format=torch.channels_last))
+        index = np.arange(n, n + len(x), dtype=np.int32)
+        for name in layers:
+            values, positions = out[name]
+            values, positions = values.float().cpu().numpy().T, positions.cpu().numpy().T  # [C, batch]
+            maxima[name].append(values)
+            if top_v[name] is None:
+                cand_v, cand_i, cand_p = values, np.broadcast_to(index, values.shape), positions
+            else:  # earlier images first: a stable sort then breaks ties by image index
+                cand_v = np.concatenate([top_v[name], values], axis=1)
+                cand_i = np.concatenate([top_i[name], np.broadcast_to(index, values.shape)], axis=1)
+                cand_p = np.concatenate([top_p[name], positions], axis=1)
+            order = np.argsort(-cand_v, axis=1, kind="stable")[:, :k]
+            top_v[name] = np.take_along_axis(cand_v, order, 1)
+            top_i[name] = np.take_along_axis(cand_i, order, 1)
+            top_p[name] = np.take_along_axis(cand_p, order, 1)
+        n += len(x)
+        if progress is not None:
+            progress(n, max(total or 0, n))
+    if n == 0:
+        raise ValueError("no images given")
+    table = TopTable(k, n, {}, {}, {}, {}, {})
+    for name in layers:
+        width = model.layer(name).out_shape[-1] if model.layer(name).spatial else 1
+        pad = k - top_v[name].shape[1]  # fewer images than k
+        table.values[name] = np.pad(top_v[name].astype(np.float32), ((0, 0), (0, pad)), constant_values=-np.inf)
+        table.images[name] = np.pad(top_i[name].astype(np.int32), ((0, 0), (0, pad)), constant_values=-1)
+        table.ys[name] = np.pad((top_p[name] // width).astype(np.int16), ((0, 0), (0, pad)))
+        table.xs[name] = np.pad((top_p[name] % width).astype(np.int16), ((0, 0), (0, pad)))
+        every = np.sort(np.concatenate(maxima[name], axis=1), axis=1)  # [channels, N]
+        rows = np.round(np.linspace(0, n - 1, QUANTILES)).astype(int)
+        table.quantiles[name] = np.ascontiguousarray(every[:, rows].T.astype(np.float32))
+    return table
+
+
+# ---------------------------------------------------------------- data sets
+
+
+def fashion_inputs(model: LoadedModel, indices: Sequence[int] | None = None) -> torch.Tensor:
+    """Pre-processed Fashion-MNIST test images [N, 1, 28, 28] (all, or those at `indices`)."""
+    images, _ = load_fashion_mnist("test")
+    chosen = images if indices is None else images[torch.as_tensor(list(indices), dtype=torch.long)]
+    return torch.cat(list(model_inputs(model, chosen, 1024)))
+
+
+def photo_inputs(model: LoadedModel, photos: Sequence[Image.Image]) -> torch.Tensor:
+    """Pre-processed photos [N, C, H, W] (the model's own resize and crop)."""
+    return torch.cat(list(model_inputs(model, list(photos), 64)))
+
+
+_table_locks: dict[str, threading.Lock] = {}
+
+
+def fashion_test_table(
+    model: LoadedModel, k: int = LABEL_TOP, progress: Progress | None = None, keep: bool = True
+) -> TopTable:
+    """Every unit's k best Fashion-MNIST test images (all 10,000), stored on disk per set of weights.
+
+    The first call computes it (seconds) and writes it to store_dir() for every later
+    call and process; a changed network gets a new key, so a stale table is never read.
+    keep=False (a network trained in a user's session) computes without writing. If the
+    folder is read-only the table is still returned, just not kept.
+    """
+    key = store_key(model, version=_STORE_VERSION, kind="unit_table", k=k)
+    path = store_dir() / f"fashion_units_{key}.npz"
+    with _table_locks.setdefault(key, threading.Lock()):
+        if keep and path.exists():
+            # our own file; an unreadable one (e.g. cut short by a full disk) is recomputed
+            with contextlib.suppress(OSError, ValueError, KeyError, EOFError):
+                return TopTable.from_bytes(path)
+        images, _ = load_fashion_mnist("test")
+        table = top_units_table(model, model_inputs(model, images, 256), k, progress, total=len(images))
+        if keep:
+            with contextlib.suppress(OSError):
+                write_atomic(path, table.to_bytes())
+        return table
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str  # "<subject>/<variant>": the folder part is its label, as for uploaded collections
+    image: Image.Image
+
+
+def bundled_photos(side: int = 256) -> list[Photo]:
+    """The bundled photo set for VGG-16: each photo in assets/photos (licences in its LICENSE.md)
+    as 20 deterministic variants: whole, five crops at 70 %, four corner crops at 50 %, each
+    also mirrored. No ImageNet here; this gives a unit 200 real pictures to choose from."""
+    variants = [(1.0, 0.5, 0.5)]
+    variants += [(0.7, fy, fx) for fy, fx in ((0, 0), (0, 1), (1, 0), (1, 1), (0.5, 0.5))]
+    variants += [(0.5, fy, fx) for fy, fx in ((0, 0), (0, 1), (1, 0), (1, 1))]
+    out = []
+    for path in sorted(PHOTOS.glob("*.jpg")):
+        with Image.open(path) as f:
+            img = f.convert("RGB")
+        for scale, along_y, along_x in variants:
+            w, h = round(img.width * scale), round(img.height * scale)
+            left, top = round((img.width - w) * along_x), round((img.height - h) * along_y)
+            piece = img.crop((left, top, left + w, top + h)).resize((side, side), Image.Resampling.LANCZOS)
+            tag = f"{int(scale * 100)}-{along_y:g}-{along_x:g}"
+            out.append(Photo(f"{path.stem}/{tag}", piece))
+            out.append(Photo(f"{path.stem}/{tag}-mirrored", ImageOps.mirror(piece)))
+    return out
+
+
+# ---------------------------------------------------------------- what the page shows for one unit
+
+
+@dataclass(frozen=True)
+class Example:
+    """One of a unit's best images: where it fired, the patch it saw and its projection there."""
+
+    value: float
+    image: int
+    y: int
+    x: int
+    box: Box
+    patch: np.ndarray  # [C, h, w] pre-processed input, zero outside the image
+    projection: np.ndarray  # [C, h, w] guided backprop from the unit, same crop
+
+
+def unit_examples(
+    model: LoadedModel,
+    table: TopTable,
+    inputs: Callable[[list[int]], torch.Tensor],
+    layer: str,
+    channel: int,
+    n: int = 9,
+) -> list[Example]:
+    """The unit's n best images as patches with projections (one batched guided pass for all n).
+
+    inputs(indices) returns those data-set images pre-processed, [len, C, H, W].
+    """
+    entries = table.top(layer, channel, n)
+    if not entries:
+        return []
+    x = inputs([e[1] for e in entries])
+    spatial = model.layer(layer).spatial
+    grads = attribution.guided_units(model, x, layer, channel, [(e[2], e[3]) for e in entries] if spatial else None)
+    out = []
+    for (value, index, y, x_pos), image, grad in zip(entries, x, grads, strict=True):
+        patch, box = unit_patch(model, image, layer, y, x_pos)
+        out.append(Example(value, index, y, x_pos, box, patch, crop(grad, box)))
+    return out
+
+
+def unit_on_image(model: LoadedModel, x: torch.Tensor, layer: str, channel: int) -> tuple[float, int, int]:
+    """(value, y, x): how strongly one pre-processed image excites the unit, and where (first max in raster order)."""
+    output = attribution.layer_output(model, x if x.dim() == 4 else x.unsqueeze(0), layer)[0, channel]
+    if output.dim() == 0:
+        return float(output), 0, 0
+    flat = int(output.flatten().argmax())
+    return float(output.flatten()[flat]), flat // output.shape[-1], flat % output.shape[-1]
+
+
+def label_counts(
+    table: TopTable, layer: str, channel: int, labels: Sequence[str], top: int = LABEL_TOP
+) -> dict[str, int]:
+    """How many of the unit's `top` best images carry each label, most frequent first."""
+    counts: dict[str, int] = {}
+    for _, index, _, _ in table.top(layer, channel, top):
+        counts[labels[index]] = counts.get(labels[index], 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
