@@ -542,6 +542,32 @@ def unit_examples(
     return out
 
 
+def best_patches(
+    model: LoadedModel, table: TopTable, inputs: Callable[[list[int]], torch.Tensor], layer: str, channels: range
+) -> list[np.ndarray | None]:
+    """The layer overview: for each channel, the patch of its single best image ([C, h, w]; None if none)."""
+    best = table.best(layer)[channels.start : channels.stop]
+    found = [e for e in best if e is not None]
+    if not found:
+        return [None] * len(best)
+    x = iter(inputs([e[1] for e in found]))
+    return [None if e is None else unit_patch(model, next(x), layer, e[2], e[3])[0] for e in best]
+
+
+def describe_box(model: LoadedModel, layer: str) -> str:
+    """A unit's field in words, e.g. "a 14×14 patch, neighbouring units 2 px apart"."""
+    g = unit_geometry(model)[layer]
+    if g is None:
+        return "the whole image"
+    return f"a {g.size[0]}×{g.size[1]} patch (neighbouring units {g.stride[0]} px apart)"
+
+
+def to_rgb(model: LoadedModel, values: np.ndarray) -> np.ndarray:
+    """A pre-processed input or patch [C, h, w] back to 0..1 RGB pixels [h, w, 3] (grey repeated)."""
+    rgb = model.denormalise(torch.from_numpy(np.ascontiguousarray(values))).numpy().transpose(1, 2, 0)
+    return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
+
+
 def unit_on_image(model: LoadedModel, x: torch.Tensor, layer: str, channel: int) -> tuple[float, int, int]:
     """(value, y, x): how strongly one pre-processed image excites the unit, and where (first max in raster order)."""
     output = attribution.layer_output(model, x if x.dim() == 4 else x.unsqueeze(0), layer)[0, channel]

@@ -26,6 +26,9 @@ INTAKE = {
     "photo": "Photo: convert to Fashion-MNIST style",
     "dataset": "Already Fashion-MNIST style",
 }
+# Session-state key through which another page opens "What units look for" on one unit:
+# a (model key, layer, channel) tuple, read once by that page.
+UNIT_LINK = "units_link"
 
 
 @dataclass(frozen=True)
