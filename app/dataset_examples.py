@@ -320,15 +320,24 @@ class TopTable:
 
 
 def _unit_maxima(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image and channel: the largest value and its flat position (first one in raster order on ties).
+    """Per image and channel: the largest value and its flat position y * W + x (the first in raster order).
 
-    Channels-last maps are reduced as [N, H*W, C] views, which needs no copy."""
+    torch's max-with-index over the positions of a channels-last map ran 10x slower than
+    the forward pass it followed (scalar code; benchmarks/dataset_examples.py), so for
+    channels-last maps it is done in two vectorised steps on the [N, H, W, C] view: each
+    row's maximum, then the best row (first on ties) and the first column in it that
+    holds the maximum. Same values and positions, about 11x faster on VGG-16's conv1.
+    """
     if t.dim() == 2:
         return t, torch.zeros_like(t, dtype=torch.long)
-    n, c = t.shape[:2]
-    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return t.permute(0, 2, 3, 1).reshape(n, -1, c).max(1)
-    return t.flatten(2).max(2)
+    n, c, _, w = t.shape
+    if not t.is_contiguous(memory_format=torch.channels_last) or t.is_contiguous():
+        return t.flatten(2).max(2)
+    q = t.permute(0, 2, 3, 1)  # [N, H, W, C], a view without copying
+    values, y = q.amax(2).max(1)  # [N, C]
+    row = q.gather(1, y[:, None, None, :].expand(n, 1, w, c))[:, 0]  # [N, W, C]: each best row
+    x = (row == values[:, None, :]).to(torch.uint8).argmax(1)
+    return values, y * w + x
 
 
 _graphs: weakref.WeakKeyDictionary[LoadedModel, dict[tuple[str, ...], fx.GraphModule]] = weakref.WeakKeyDictionary()

@@ -97,6 +97,15 @@ def test_ties_go_to_the_lower_image_index_and_short_sets_leave_empty_slots(fashi
     assert table.images["fc4"][0, 4:].tolist() == [-1, -1]
 
 
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_unit_maxima_take_the_first_position_in_raster_order(layout: torch.memory_format) -> None:
+    t = torch.randint(0, 3, (4, 6, 5, 7)).float().contiguous(memory_format=layout)  # many ties
+    values, positions = D._unit_maxima(t)
+    flat = t.flatten(2).numpy()
+    np.testing.assert_array_equal(values.numpy(), flat.max(2))
+    np.testing.assert_array_equal(positions.numpy(), flat.argmax(2))  # numpy: first occurrence
+
+
 def test_quantiles_rank_a_new_value_among_the_data_set(fashion: LoadedModel, small) -> None:
     x, table = small
     out = activations(fashion, x)["relu2_2"][:, 4].flatten(1).amax(1).numpy()
