@@ -43,6 +43,10 @@ RUN --mount=type=cache,target=/var/cache/cnn-lens,sharing=locked \
 # 4. The rest of the app: pages, streamlit_app.py, .streamlit/config.toml, assets.
 COPY . .
 
+# 5. What no student's image changes (the Fashion-MNIST feature-space maps), computed
+#    now so a fresh container's first visitor waits no longer than the hundredth.
+RUN python -m scripts.warm_cache
+
 # Code and data stay owned by root and read-only to the app's user.
 # A numeric USER lets orchestrators (Kubernetes runAsNonRoot) verify it is not root.
 RUN groupadd --gid 10001 lens \

@@ -11,7 +11,7 @@ from starlette.formparsers import MultiPartParser
 
 from app.models import MODEL_NAMES
 from app.samples import sample_bytes, samples
-from pages.common import INTAKE
+from pages.common import FASHION_INTAKE, IMAGE_BYTES, IMAGE_SOURCE, INTAKE, MODEL_CHOICE
 
 # Uploads must never touch the disk: Starlette spools request bodies over 1 MiB to a
 # temporary file; keep them in memory up to the upload cap (+1 MiB for the form).
@@ -35,7 +35,7 @@ PAGES = [
 # Sidebar widgets whose values must survive moving between pages. Streamlit drops a
 # widget's state when a run ends without drawing it (e.g. a run cut short by a page
 # switch); assigning each key to itself at the top of every run keeps it.
-STICKY_KEYS = ("model_name", "image_source", "fashion_intake", *(f"sample_{name}" for name in MODEL_NAMES))
+STICKY_KEYS = (MODEL_CHOICE, IMAGE_SOURCE, FASHION_INTAKE, *(f"sample_{name}" for name in MODEL_NAMES))
 
 
 def _keep_sidebar_state() -> None:
@@ -52,7 +52,7 @@ def _remember(widget_key: str, store_key: str) -> None:
 
 def _image_picker(model_name: str) -> None:
     """Store the chosen image's bytes in session state (never on disk)."""
-    source = st.sidebar.radio("Image", ["Sample", "Upload", "Camera"], horizontal=True, key="image_source")
+    source = st.sidebar.radio("Image", ["Sample", "Upload", "Camera"], horizontal=True, key=IMAGE_SOURCE)
     kept: tuple[str, bytes] | None = None
     if source == "Sample":
         options = samples(model_name)
@@ -80,20 +80,20 @@ def _image_picker(model_name: str) -> None:
         st.sidebar.caption(
             f"Using **{kept[0]}** ({size / 1024:.0f} KB)." if size >= 1024 else f"Using **{kept[0]}** ({size} bytes)."
         )
-    st.session_state["image_bytes"] = kept[1] if kept else None
+    st.session_state[IMAGE_BYTES] = kept[1] if kept else None
 
 
 def main() -> None:
     _keep_sidebar_state()
     st.sidebar.title(":material/biotech: CNN Lens")
-    model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key="model_name")
+    model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key=MODEL_CHOICE)
     _image_picker(model_name)
     if model_name == "fashion_cnn":
         st.sidebar.radio(
             "How to read the image",
             list(INTAKE),
             format_func=INTAKE.get,
-            key="fashion_intake",
+            key=FASHION_INTAKE,
             help="Fashion-MNIST images are small, light objects on black. A normal photo (dark object on a light "
             "background) must first be converted the way Zalando made the data set.",
         )

@@ -22,9 +22,9 @@ import torch
 from torch import fx
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from app import precision
+from app import precision as prec
 from app.layers import leaf_layers
-from app.models import LoadedModel
+from app.loaded import LoadedModel
 
 _traces: dict[tuple, fx.Graph] = {}
 _trace_lock = threading.Lock()
@@ -37,20 +37,20 @@ def _structure(model: LoadedModel) -> tuple:
 
 
 def extractor(model: LoadedModel) -> fx.GraphModule:
-    """The model's graph returning {layer name: output}; built once per model."""
-    with model.lock:
-        if model.extractor is None:
-            key = _structure(model)
-            with _trace_lock:
-                graph = _traces.get(key)
-                if graph is None:
-                    nodes = {row.path: row.name for row in model.layers}
-                    traced = create_feature_extractor(model.module, return_nodes=nodes).eval()
-                    _traces[key] = copy.deepcopy(traced.graph)
-                    model.extractor = traced
-                else:
-                    model.extractor = fx.GraphModule(model.module, copy.deepcopy(graph)).eval()
-        return model.extractor
+    """The model's graph returning {layer name: output}; built once per model (lock order: model, trace)."""
+
+    def build() -> fx.GraphModule:
+        key = _structure(model)
+        with _trace_lock:
+            graph = _traces.get(key)
+            if graph is None:
+                nodes = {row.path: row.name for row in model.layers}
+                traced = create_feature_extractor(model.module, return_nodes=nodes).eval()
+                _traces[key] = copy.deepcopy(traced.graph)
+                return traced
+        return fx.GraphModule(model.module, copy.deepcopy(graph)).eval()
+
+    return model.cached("extractor", build)
 
 
 def graph_copy(model: LoadedModel) -> fx.Graph:
@@ -82,13 +82,13 @@ def derived(
 
 
 def truncated(model: LoadedModel, layer: str) -> fx.GraphModule:
-    """A graph that stops at `layer` and returns {layer: output}: no work after it."""
-    return derived(model, layer)
+    """A graph that stops at `layer` and returns {layer: output}: no work after it (built once per layer)."""
+    return model.cached(("truncated", layer), lambda: derived(model, layer))
 
 
-def activations(model: LoadedModel, x: torch.Tensor, precision_: str = "fp32") -> dict[str, torch.Tensor]:
+def activations(model: LoadedModel, x: torch.Tensor, precision: str = "fp32") -> dict[str, torch.Tensor]:
     """{layer name: output [N, ...] fp32 on CPU} for every row of `model.layers`, in order."""
     graph = extractor(model)
-    with model.lock, torch.inference_mode(), precision.autocast(model.device, precision_):
+    with model.lock, torch.inference_mode(), prec.autocast(model.device, precision):
         out = graph(x.to(model.device, memory_format=torch.channels_last))
     return {name: t.float().contiguous().cpu() for name, t in out.items()}

@@ -25,8 +25,6 @@ Fashion-MNIST CNN), which is too unfaithful for a teaching tool.
 from __future__ import annotations
 
 import contextlib
-import threading
-import weakref
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -36,9 +34,8 @@ from scipy.stats import spearmanr
 from torch import fx, nn
 
 from app.activations import derived
-from app.models import LoadedModel
-
-Progress = Callable[[int, int], None]
+from app.loaded import LoadedModel
+from app.progress import Progress
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -63,10 +60,6 @@ def guided_relu(x: torch.Tensor) -> torch.Tensor:
 
 
 _RELU_FUNCTIONS = (F.relu, torch.relu)
-_graphs: weakref.WeakKeyDictionary[LoadedModel, dict[tuple[bool, str | None], fx.GraphModule]] = (
-    weakref.WeakKeyDictionary()
-)
-_graphs_lock = threading.Lock()
 
 
 def _guide(model: LoadedModel) -> Callable[[fx.Graph], None]:
@@ -91,19 +84,10 @@ def _graph(model: LoadedModel, guided: bool, upto: str | None = None) -> fx.Grap
     upto: return only that layer and drop everything after it (a channel's
     guided backprop needs no forward pass through the classifier).
     guided: ReLU calls become `guided_relu`.
-    Built once per (model, guided, upto) and reused; GraphModules hold no
-    per-call state, so sharing them between threads is safe.
+    Built once per (model, guided, upto) in the model's cache of derived graphs;
+    GraphModules hold no per-call state, so sharing them between threads is safe.
     """
-    key = (guided, upto)
-    with _graphs_lock:
-        module = _graphs.setdefault(model, {}).get(key)
-    if module is None:
-        # built outside _graphs_lock: derived() takes model.lock (lock order); a rare
-        # duplicate build in a race is harmless, setdefault keeps the first
-        module = derived(model, upto, _guide(model) if guided else None)
-        with _graphs_lock:
-            module = _graphs[model].setdefault(key, module)
-    return module
+    return model.cached(("attribution", guided, upto), lambda: derived(model, upto, _guide(model) if guided else None))
 
 
 def _no_autocast(model: LoadedModel) -> torch.autocast:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +39,10 @@ from app import attribution
 from app.activations import derived
 from app.datasets import load_fashion_mnist
 from app.embedding import model_inputs
-from app.models import LoadedModel
+from app.loaded import LoadedModel
+from app.progress import Progress
 from app.store import store_dir, store_key, write_atomic
 
-Progress = Callable[[int, int], None]  # (done, total); total 0 = unknown
 Box = tuple[int, int, int, int]  # (top, left, bottom, right) in input pixels, bottom/right exclusive
 Entry = tuple[float, int, int, int]  # (value, image index, y, x)
 
@@ -159,25 +158,19 @@ class _GeometryPass(fx.Interpreter):
         return _union(geometries)
 
 
-_geometries: weakref.WeakKeyDictionary[LoadedModel, dict[str, Geometry | None]] = weakref.WeakKeyDictionary()
-_geometries_lock = threading.Lock()
-
-
 def unit_geometry(model: LoadedModel) -> dict[str, Geometry | None]:
     """{layer name: Geometry, or None where each unit sees the whole image}; worked out once per model."""
-    with _geometries_lock:
-        known = _geometries.get(model)
-    if known is not None:
-        return known
-    graph = derived(model)
-    walker = _GeometryPass(graph)
-    blank = torch.zeros(1, model.channels, model.input_size, model.input_size, device=model.device)
-    with model.lock, torch.inference_mode():
-        walker.run(blank)
-    output = next(n for n in graph.graph.nodes if n.op == "output")
-    result = {name: walker.geometry.get(node) for name, node in output.args[0].items()}
-    with _geometries_lock:
-        return _geometries.setdefault(model, result)
+
+    def build() -> dict[str, Geometry | None]:
+        graph = derived(model)
+        walker = _GeometryPass(graph)
+        blank = torch.zeros(1, model.channels, model.input_size, model.input_size, device=model.device)
+        with torch.inference_mode():
+            walker.run(blank)
+        output = next(n for n in graph.graph.nodes if n.op == "output")
+        return {name: walker.geometry.get(node) for name, node in output.args[0].items()}
+
+    return model.cached("unit_geometry", build)
 
 
 def receptive_box(model: LoadedModel, layer: str, y: int, x: int) -> Box:
@@ -340,17 +333,8 @@ def _unit_maxima(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values, y * w + x
 
 
-_graphs: weakref.WeakKeyDictionary[LoadedModel, dict[tuple[str, ...], fx.GraphModule]] = weakref.WeakKeyDictionary()
-_graphs_lock = threading.Lock()
-
-
 def _maxima_graph(model: LoadedModel, layers: Sequence[str]) -> fx.GraphModule:
     """The model's graph returning {layer: (max [N, C], position [N, C])}; built once per model and layer set."""
-    key = tuple(layers)
-    with _graphs_lock:
-        graph = _graphs.setdefault(model, {}).get(key)
-    if graph is not None:
-        return graph
 
     def edit(graph: fx.Graph) -> None:
         output = next(n for n in graph.nodes if n.op == "output")
@@ -361,9 +345,7 @@ def _maxima_graph(model: LoadedModel, layers: Sequence[str]) -> fx.GraphModule:
                 reduced[name] = graph.call_function(_unit_maxima, (outputs[name],))
         output.args = (reduced,)
 
-    built = derived(model, edit=edit)
-    with _graphs_lock:
-        return _graphs[model].setdefault(key, built)
+    return model.cached(("unit_maxima", tuple(layers)), lambda: derived(model, edit=edit))
 
 
 def _as_batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterable[torch.Tensor]:

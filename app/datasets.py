@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from app.errors import DatasetMissingError
+from app.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),

@@ -15,7 +15,6 @@ import contextlib
 import io
 import pickle
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,25 +25,24 @@ import torch
 from PIL import Image
 from sklearn.decomposition import PCA
 
-from app import precision
+from app import precision as prec
 from app.activations import truncated
 from app.datasets import load_fashion_mnist
-from app.models import LoadedModel
+from app.loaded import LoadedModel
+from app.progress import Progress
 from app.store import store_dir, store_key, write_atomic
 
-Progress = Callable[[int, int], None]  # (done, total), as in app.cache
 Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
+DEFAULT_PERPLEXITY = 30.0
 # openTSNE threads. One: the app's CPU is shared by many sessions, and there OpenMP
 # threads spin-waiting for each other made t-SNE 4-8x slower than one thread (measured
 # on a loaded 2-core CPU; with OMP_WAIT_POLICY=PASSIVE two threads were merely no faster).
 N_JOBS = 1
 FFT_FROM = 10_000  # points from which FFT gradients beat Barnes-Hut (openTSNE's "auto" rule)
 _BIG_INPUT_BATCH = 16  # VGG-sized inputs: bounds activation memory (about 0.4 GB for 16 at 224x224)
-_STORE_VERSION = 2  # bump when the stored format or the computation changes
+_STORE_VERSION = 3  # bump when the stored format or the computation changes
 
-_graphs: weakref.WeakKeyDictionary[LoadedModel, torch.nn.Module] = weakref.WeakKeyDictionary()
-_graphs_lock = threading.Lock()
 _transform_lock = threading.Lock()
 _store_locks: dict[str, threading.Lock] = {}
 _GRID = ("interp_coeffs", "box_x_lower_bounds", "box_y_lower_bounds")  # openTSNE's FFT grid of a map
@@ -62,16 +60,6 @@ def penultimate_layer(model: LoadedModel) -> str:
     return model.layers[_last_fc(model) - 1].name
 
 
-def _graph(model: LoadedModel) -> torch.nn.Module:
-    """An fx graph that stops at the penultimate layer; built once per model, shares its weights."""
-    with _graphs_lock:
-        graph = _graphs.get(model)
-        if graph is None:
-            graph = truncated(model, penultimate_layer(model))
-            _graphs[model] = graph
-        return graph
-
-
 def model_inputs(model: LoadedModel, images: Images, batch_size: int) -> Iterator[torch.Tensor]:
     """Normalised model inputs [B, C, H, W] in order, batch by batch (the one way data sets enter a model).
 
@@ -84,9 +72,8 @@ def model_inputs(model: LoadedModel, images: Images, batch_size: int) -> Iterato
         if images.dtype == torch.uint8:
             if images.ndim != 3 or tuple(images.shape[1:]) != size or model.channels != 1:
                 raise ValueError(f"uint8 images must be [N, {size[0]}, {size[1]}] grey images for {model.name}")
-            mean, std = model.mean[0], model.std[0]
             for i in range(0, len(images), step):
-                yield (images[i : i + step].unsqueeze(1).float() / 255 - mean) / std
+                yield model.normalise(images[i : i + step].unsqueeze(1))
         else:
             if images.ndim != 4 or tuple(images.shape[1:]) != (model.channels, *size):
                 raise ValueError(f"inputs must be [N, {model.channels}, {size[0]}, {size[1]}] for {model.name}")
@@ -102,7 +89,7 @@ def features(
     images: Images,
     batch_size: int = 256,
     progress: Progress | None = None,
-    precision_: str | None = None,
+    precision: str | None = None,
 ) -> np.ndarray:
     """Penultimate-layer vectors, float32 [N, D] (D = 4096 for VGG-16, 128 for the Fashion CNN).
 
@@ -110,12 +97,13 @@ def features(
     quality test checks that this keeps neighbours as good as fp32 would. The model
     lock is held per batch, so other sessions are not blocked for a whole data set.
     """
-    graph, name = _graph(model), penultimate_layer(model)
+    name = penultimate_layer(model)
+    graph = truncated(model, name)
     n = len(images)
     out: list[np.ndarray] = []
     done = 0
     for x in model_inputs(model, images, batch_size):
-        with model.lock, torch.inference_mode(), precision.autocast(model.device, precision_ or model.precision):
+        with model.lock, torch.inference_mode(), prec.autocast(model.device, precision or model.precision):
             f = graph(x.to(model.device, memory_format=torch.channels_last))[name]
         out.append(f.float().flatten(1).cpu().numpy())
         done += len(x)
@@ -316,6 +304,11 @@ def _store_key(model: LoadedModel, method: str, params: dict[str, Any]) -> str:
     return store_key(model, version=_STORE_VERSION, method=method, params=params, openTSNE=openTSNE.__version__)
 
 
+def map_params(method: str, perplexity: float = DEFAULT_PERPLEXITY) -> dict[str, Any]:
+    """The parameters a stored map is keyed by, spelled one way (30 and 30.0 must not be two maps)."""
+    return {"perplexity": float(perplexity)} if method == "tsne" else {}
+
+
 def fashion_test_map(
     model: LoadedModel,
     method: str = "tsne",
@@ -347,7 +340,11 @@ def fashion_test_map(
         images, labels = load_fashion_mnist("test")
         n = len(images)
         # progress: features count as n steps, the map as 2n (t-SNE dominates the time)
-        feats = features(model, images, progress=(lambda d, t: progress(d, 3 * n)) if progress else None)
+        # fp32 whatever the CPU: the stored map then means the same on every machine, so one
+        # built with the Docker image or by `make warm` is found on any server (10k Fashion
+        # images take about 2 s; t-SNE dominates)
+        report = (lambda d, t: progress(d, 3 * n)) if progress else None
+        feats = features(model, images, progress=report, precision="fp32")
         if method == "tsne":
             report = (lambda d, t: progress(n + 2 * n * d // t, 3 * n)) if progress else None
             fmap = tsne_map(feats, progress=report, **params)

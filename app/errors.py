@@ -15,3 +15,7 @@ class WeightsUnavailableError(LensError):
 
 class DatasetMissingError(LensError):
     """A data set the feature needs is not in the project's data directory."""
+
+
+class Cancelled(LensError):
+    """The user stopped a long computation (raised from a progress callback)."""

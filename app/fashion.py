@@ -40,7 +40,7 @@ import torch
 from PIL import Image, ImageOps
 
 from app.errors import ImageError
-from app.models import LoadedModel, PreprocessStep
+from app.loaded import LoadedModel, PreprocessStep
 
 SIZE = 28
 FUZZ = 0.05  # fraction of the maximum intensity (README: "within 5 %")

@@ -11,9 +11,10 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
-from plotly.colors import sample_colorscale
+from plotly.colors import qualitative, sample_colorscale
 
 GAP = np.nan  # mosaic gaps render transparent
+CLASS_PALETTE = qualitative.Dark24  # one colour per class in maps of predicted classes
 
 
 def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") -> go.Figure:
@@ -191,6 +192,158 @@ def kernel_grid(kernels: np.ndarray) -> go.Figure:
     fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", constrain="domain")
     fig.update_xaxes(showticklabels=False, constrain="domain")
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520, plot_bgcolor="white")
+    return fig
+
+
+def number_map(
+    values: np.ndarray, title: str, numbers: bool, colorscale: str = "Greys_r", zmid: float | None = None
+) -> go.Figure:
+    """A heatmap that, for small worked examples, prints every value in its cell."""
+    fig = heatmap(values, title, colorscale, zmid=zmid)
+    if numbers:
+        fig.update_traces(texttemplate="%{z:.4~g}", textfont=dict(size=11))
+    fig.update_layout(height=360)
+    return fig
+
+
+def value_bars(values: np.ndarray, names: list[str], title: str) -> go.Figure:
+    """One horizontal bar per named value, first name on top."""
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h"))
+    fig.update_layout(title=title, height=360, margin=dict(l=0, r=0, t=40, b=0), yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def histogram(edges: np.ndarray, counts: np.ndarray, title: str) -> go.Figure:
+    """Counts per bin drawn at the bins' true positions and widths."""
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges)))
+    fig.update_layout(title=title, height=280, margin=dict(l=0, r=0, t=40, b=0), bargap=0)
+    return fig
+
+
+def occlusion_grid(
+    values: np.ndarray,
+    boxes: np.ndarray,
+    hover: np.ndarray,
+    title: str,
+    colorscale: str | list,
+    value_name: str,
+    zmid: float | None = None,
+) -> go.Figure:
+    """One cell per occluder position, centred where the window's centre was.
+
+    boxes: (n_y, n_x, 4) windows as (y0, x0, y1, x1), end exclusive; hover: (n_y, n_x) text
+    shown under the window's rows and columns (e.g. the top-3 classes there).
+    """
+    box_text = np.vectorize(lambda a, b, c, d: f"rows {a}–{c - 1}, cols {b}–{d - 1}")(*np.moveaxis(boxes, -1, 0))
+    cy = (boxes[:, 0, 0] + boxes[:, 0, 2] - 1) / 2
+    cx = (boxes[0, :, 1] + boxes[0, :, 3] - 1) / 2
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=cx,
+            y=cy,
+            customdata=np.stack([box_text, hover], axis=-1),
+            colorscale=colorscale,
+            zmid=zmid,
+            hovertemplate=f"{value_name} %{{z:.4g}}<br>window %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
+            colorbar=dict(thickness=12),
+        )
+    )
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)")
+    fig.update_xaxes(constrain="domain", title="window centre x (px)")
+    fig.update_layout(title=title, margin=dict(l=60, r=0, t=40, b=50), height=460)
+    return fig
+
+
+def class_grid(
+    classes: np.ndarray, boxes: np.ndarray, hover: np.ndarray, labels: tuple[str, ...], title: str
+) -> tuple[go.Figure, np.ndarray]:
+    """A map of class indices with one colour per class present and a legend with each class's share.
+
+    Returns the figure and the same map as an RGB picture (for downloading) in the same colours.
+    """
+    present, codes = np.unique(classes, return_inverse=True)
+    codes = codes.reshape(classes.shape)
+    colours = [CLASS_PALETTE[i % len(CLASS_PALETTE)] for i in range(len(present))]
+    steps = np.linspace(0, 1, len(present) + 1)
+    scale = [pair for i, c in enumerate(colours) for pair in ((steps[i], c), (steps[i + 1], c))]
+    fig = occlusion_grid(codes, boxes, hover, title, scale, "class")
+    fig.data[0].update(zmin=-0.5, zmax=len(present) - 0.5, showscale=False)
+    fig.data[0].hovertemplate = "window %{customdata[0]}<br>%{customdata[1]}<extra></extra>"
+    for c, colour in zip(present, colours, strict=True):
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                marker=dict(size=12, color=colour, symbol="square"),
+                name=f"{labels[c]} ({(classes == c).mean():.0%})",
+                showlegend=True,
+            )
+        )
+    fig.update_layout(legend=dict(title="prediction"))
+    lut = np.array([[int(c[k : k + 2], 16) for k in (1, 3, 5)] for c in colours], np.uint8)
+    return fig, lut[codes]
+
+
+def scatter_map(coords: np.ndarray, groups: list[str], hover: list[str], you: np.ndarray, title: str) -> go.Figure:
+    """A 2-D map of a data set: one WebGL trace per label (the legend toggles classes), the user's image a star.
+
+    customdata carries each point's index in the data set, so a click finds its image.
+    """
+    fig = go.Figure()
+    names, texts = np.asarray(groups), np.asarray(hover)
+    for name in sorted(set(groups)):
+        idx = np.flatnonzero(names == name)
+        fig.add_trace(
+            go.Scattergl(
+                x=coords[idx, 0],
+                y=coords[idx, 1],
+                mode="markers",
+                name=name,
+                marker={"size": 4 if len(coords) > 2000 else 8, "opacity": 0.75},
+                customdata=idx,
+                text=texts[idx],
+                hovertemplate=f"{name}<br>%{{text}}<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scattergl(
+            x=[you[0]],
+            y=[you[1]],
+            mode="markers",
+            name="your image",
+            marker={"symbol": "star", "size": 22, "color": "black", "line": {"color": "yellow", "width": 2}},
+            hovertemplate="your image<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=620,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"itemsizing": "constant"},
+        xaxis={"showticklabels": False},
+        yaxis={"showticklabels": False, "scaleanchor": "x"},
+        dragmode="pan",
+    )
+    return fig
+
+
+def training_curves(histories: list[list], metric: str, title: str) -> go.Figure:
+    """Train (solid) and test (dashed) curves of one metric for each run, a colour per run.
+
+    histories: per run, its epoch records with `epoch`, `train_<metric>` and `test_<metric>`.
+    """
+    fig = go.Figure()
+    for i, history in enumerate(histories):
+        colour = qualitative.Plotly[i % len(qualitative.Plotly)]
+        epochs = [p.epoch for p in history]
+        for split, dash in (("train", "solid"), ("test", "dash")):
+            values = [getattr(p, f"{split}_{metric}") for p in history]
+            fig.add_scatter(
+                x=epochs, y=values, name=f"run {i + 1} {split}", line=dict(color=colour, dash=dash), mode="lines"
+            )
+    fig.update_layout(title=title, xaxis_title="epoch", height=360, margin=dict(l=0, r=0, t=40, b=0))
     return fig
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.models import LoadedModel
+from app.loaded import LoadedModel
 
 
 def conv_weight(model: LoadedModel, layer: str) -> torch.Tensor:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from app.numeric import pair
+
 _KINDS = {
     nn.Conv2d: "conv",
     nn.BatchNorm2d: "bn",
@@ -39,10 +41,6 @@ class LayerInfo:
     @property
     def spatial(self) -> bool:
         return len(self.out_shape) == 3
-
-
-def _pair(v: int | tuple[int, int]) -> int:
-    return v[0] if isinstance(v, tuple) else v
 
 
 def leaf_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -76,8 +74,8 @@ def layer_table(module: nn.Module) -> list[LayerInfo]:
         else:
             name = f"{kind}{suffix}"
         if kind in ("conv", "pool") and rf is not None:
-            k, s = _pair(layer.kernel_size), _pair(layer.stride)
-            dilation = _pair(getattr(layer, "dilation", 1))
+            k, s = pair(layer.kernel_size)[0], pair(layer.stride)[0]
+            dilation = pair(getattr(layer, "dilation", 1))[0]
             rf += (dilation * (k - 1)) * jump
             jump *= s
         elif kind in ("flatten", "fc"):

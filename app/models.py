@@ -1,38 +1,34 @@
-"""Model registry: one `LoadedModel` per network, shared by every session.
+"""Model registry: builds the shipped networks as `LoadedModel`s (app.loaded).
 
-A LoadedModel bundles what every analysis needs (eval-mode module, the exact
-pre-processing, labels, layer table) so pages and notebooks never rebuild it.
-ReLUs are made non-inplace once, at load: in-place ReLUs overwrite the conv
-outputs the Activations page shows and break gradient hooks.
-
-Thread-safety rule: the module is shared by all Streamlit sessions, so any code
-that runs it holds `model.lock` for the whole forward/backward, and code that
-registers hooks removes them before releasing it.
+`wrap` is the one way any nn.Module becomes a LoadedModel (the shipped models, a
+network trained in the browser): ReLUs are made non-inplace once, there (in-place
+ReLUs overwrite the conv outputs the Activations page shows and break gradient
+hooks), the module goes to eval mode and channels_last, and the layer table's
+output shapes are measured with one forward pass.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torchvision
-from PIL import Image
 from torch import nn
-from torchvision.transforms import v2 as T
 
 from app import precision
+from app.activations import activations
 from app.errors import WeightsUnavailableError
-from app.layers import LayerInfo, layer_table, with_shapes
+from app.layers import layer_table, with_shapes
+from app.loaded import LoadedModel
+from app.paths import REPO
 from models.fashion_cnn import CLASSES as FASHION_CLASSES
 from models.fashion_cnn import MEAN as FASHION_MEAN
 from models.fashion_cnn import STD as FASHION_STD
 from models.fashion_cnn import FashionCNN
 
-REPO = Path(__file__).resolve().parent.parent
 FASHION_WEIGHTS = REPO / "models" / "fashion_cnn.pt"
 VGG_ENV = "CNN_LENS_VGG16_WEIGHTS"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,92 +38,23 @@ MODEL_NAMES = {"vgg16": "VGG-16 (ImageNet)", "fashion_cnn": "Fashion-MNIST CNN"}
 
 
 @dataclass(frozen=True)
-class PreprocessStep:
-    name: str
-    detail: str
-    image: Image.Image
+class InputSpec:
+    """What a registry name fixes besides the weights: classes and the input the network expects."""
 
-
-@dataclass(eq=False)
-class LoadedModel:
-    name: str
-    title: str
-    module: nn.Module
     labels: tuple[str, ...]
     input_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    weights: str  # human-readable origin of the weights
-    trained: bool
-    device: torch.device
-    precision: str = "auto"  # bulk analyses (features, occlusion): bf16 where the hardware has it
-    layers: list[LayerInfo] = field(default_factory=list)
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    extractor: nn.Module | None = None  # fx graph returning every layer's output
 
-    def layer(self, name: str) -> LayerInfo:
-        for row in self.layers:
-            if row.name == name:
-                return row
-        raise KeyError(f"{self.name} has no layer {name!r}")
 
-    @property
-    def channels(self) -> int:
-        return len(self.mean)
+def _imagenet_labels() -> tuple[str, ...]:
+    return tuple(torchvision.models.VGG16_Weights.IMAGENET1K_V1.meta["categories"])
 
-    def preprocess_steps(self, img: Image.Image) -> list[PreprocessStep]:
-        """Every step from the user's RGB image to what the network sees."""
-        s = self.input_size
-        if self.channels == 3:
-            resized = T.functional.resize(img, 256 if s == 224 else s)
-            cropped = T.functional.center_crop(resized, [s, s])
-            return [
-                PreprocessStep("original", f"{img.width}x{img.height} RGB", img),
-                PreprocessStep(
-                    "resize",
-                    f"shorter side to {min(resized.size)} px",
-                    resized,
-                ),
-                PreprocessStep("centre crop", f"{s}x{s}", cropped),
-            ]
-        grey = img.convert("L")
-        resized = grey.resize((s, s), Image.Resampling.BILINEAR)
-        return [
-            PreprocessStep("original", f"{img.width}x{img.height} RGB", img),
-            PreprocessStep("greyscale", "8-bit grey", grey),
-            PreprocessStep("resize", f"{s}x{s}", resized),
-        ]
 
-    def to_tensor(self, img: Image.Image) -> torch.Tensor:
-        """Normalise the last step's image: [1, C, H, W], (pixel/255 - mean) / std."""
-        t = T.functional.pil_to_tensor(img).float().div(255)
-        mean = torch.tensor(self.mean).view(-1, 1, 1)
-        std = torch.tensor(self.std).view(-1, 1, 1)
-        return ((t - mean) / std).unsqueeze(0)
-
-    def preprocess(self, img: Image.Image) -> torch.Tensor:
-        return self.to_tensor(self.preprocess_steps(img)[-1].image)
-
-    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
-        """Back to 0-1 pixels ([C, H, W]), for showing the model's input."""
-        mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
-        return (x.squeeze(0) * std + mean).clamp(0, 1)
-
-    def logits(self, x: torch.Tensor, precision_: str = "fp32") -> torch.Tensor:
-        """Logits [N, classes] in fp32, computed under the model lock.
-
-        Predictions default to fp32: they are shown as probabilities, and bf16
-        moved VGG-16's top-5 probabilities by up to 3 % (benchmarks/forward.py),
-        more than the 1 % we accept. Bulk analyses use `self.precision` instead.
-        """
-        with self.lock, torch.inference_mode(), precision.autocast(self.device, precision_):
-            return self.module(x.to(self.device)).float().cpu()
-
-    def top_k(self, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
-        probs = torch.softmax(self.logits(x)[0], 0)
-        values, indices = probs.topk(min(k, len(self.labels)))
-        return [(self.labels[i], float(v)) for v, i in zip(values, indices, strict=True)]
+SPECS = {
+    "vgg16": InputSpec(_imagenet_labels(), 224, IMAGENET_MEAN, IMAGENET_STD),
+    "fashion_cnn": InputSpec(FASHION_CLASSES, 28, (FASHION_MEAN,), (FASHION_STD,)),
+}
 
 
 def _relu_not_inplace(module: nn.Module) -> None:
@@ -184,10 +111,6 @@ def _fashion(weights: str | Path | None) -> tuple[nn.Module, str, bool]:
     )
 
 
-def _imagenet_labels() -> tuple[str, ...]:
-    return tuple(torchvision.models.VGG16_Weights.IMAGENET1K_V1.meta["categories"])
-
-
 def get_model(name: str, weights: str | Path | None = "default", device: torch.device | None = None) -> LoadedModel:
     """Build a model ready for analysis.
 
@@ -195,20 +118,47 @@ def get_model(name: str, weights: str | Path | None = "default", device: torch.d
     weights; $CNN_LENS_VGG16_WEIGHTS overrides for VGG-16), a state-dict path,
     or None for an untrained network. Raises WeightsUnavailableError.
     """
-    device = device or precision.pick_device()
-    if name == "vgg16":
-        net, origin, trained = _vgg16(weights)
-        spec = (_imagenet_labels(), 224, IMAGENET_MEAN, IMAGENET_STD)
-    elif name == "fashion_cnn":
-        net, origin, trained = _fashion(weights)
-        spec = (FASHION_CLASSES, 28, (FASHION_MEAN,), (FASHION_STD,))
-    else:
+    builders = {"vgg16": _vgg16, "fashion_cnn": _fashion}
+    if name not in builders:
         raise ValueError(f"unknown model {name!r}; choose from {sorted(MODEL_NAMES)}")
+    net, origin, trained = builders[name](weights)
+    return wrap(name, net, origin, trained, device=device)
+
+
+def wrap(
+    name: str,
+    net: nn.Module,
+    origin: str,
+    trained: bool,
+    title: str | None = None,
+    device: torch.device | None = None,
+) -> LoadedModel:
+    """Any network of a registry architecture as a LoadedModel ready for every analysis.
+
+    name picks the input spec (labels, size, normalisation) from SPECS; origin is the
+    human-readable source of the weights. The module is changed in place (eval mode,
+    non-inplace ReLUs, channels_last), so pass one that is not training elsewhere.
+    """
+    spec = SPECS[name]
+    device = device or precision.pick_device()
     _relu_not_inplace(net)
     net = net.eval().to(device, memory_format=torch.channels_last)
-    labels, size, mean, std = spec
-    model = LoadedModel(name, MODEL_NAMES[name], net, labels, size, mean, std, origin, trained, device)
-    model.layers = _measured_layers(model)
+    model = LoadedModel(
+        name,
+        title or MODEL_NAMES[name],
+        net,
+        spec.labels,
+        spec.input_size,
+        spec.mean,
+        spec.std,
+        origin,
+        trained,
+        device,
+    )
+    model.layers = layer_table(net)
+    blank = torch.zeros(1, model.channels, model.input_size, model.input_size)
+    shapes = {k: tuple(v.shape[1:]) for k, v in activations(model, blank).items()}
+    model.layers = with_shapes(model.layers, shapes)
     return model
 
 
@@ -218,13 +168,3 @@ def get_model_or_untrained(name: str) -> tuple[LoadedModel, str | None]:
         return get_model(name), None
     except WeightsUnavailableError as exc:
         return get_model(name, weights=None), str(exc)
-
-
-def _measured_layers(model: LoadedModel) -> list[LayerInfo]:
-    from app.activations import activations  # activations needs LoadedModel
-
-    rows = layer_table(model.module)
-    model.layers = rows
-    blank = torch.zeros(1, model.channels, model.input_size, model.input_size)
-    shapes = {k: tuple(v.shape[1:]) for k, v in activations(model, blank).items()}
-    return with_shapes(rows, shapes)

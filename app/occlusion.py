@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -34,9 +33,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from app import precision as prec
 from app.activations import extractor
-from app.models import LoadedModel
+from app.loaded import LoadedModel
+from app.numeric import pair, softmax
+from app.progress import Progress
 
-Progress = Callable[[int, int], None]
 BASELINES = ("zero", "mean", "grey", "blur")
 # bf16 pays only on big convolutions: below this many multiply-adds per position (the
 # Fashion-MNIST CNN has 5e6) memory traffic and per-layer overhead dominate and the
@@ -67,13 +67,6 @@ class OcclusionResult:
 # Positions (captum's convention)
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(v, int | np.integer):
-        return int(v), int(v)
-    a, b = v
-    return int(a), int(b)
-
-
 def axis_starts(size: int, window: int, stride: int) -> np.ndarray:
     """Top-left coordinates along one axis, as captum's `Occlusion` places them.
 
@@ -91,7 +84,7 @@ def axis_starts(size: int, window: int, stride: int) -> np.ndarray:
 
 def occluder_boxes(size: tuple[int, int], window: int | Sequence[int], stride: int | Sequence[int]) -> np.ndarray:
     """(n_y, n_x, 4) boxes y0, x0, y1, x1 (end exclusive, clipped) for an image of `size` (H, W)."""
-    (wh, ww), (sh, sw) = _pair(window), _pair(stride)
+    (wh, ww), (sh, sw) = pair(window), pair(stride)
     ys, xs = axis_starts(size[0], wh, sh), axis_starts(size[1], ww, sw)
     y0, x0 = np.meshgrid(ys, xs, indexing="ij")
     return np.stack([y0, x0, np.minimum(y0 + wh, size[0]), np.minimum(x0 + ww, size[1])], axis=-1)
@@ -158,21 +151,20 @@ class _Chain:
 
 
 _POINTWISE = (nn.BatchNorm2d, nn.ReLU, nn.Dropout, nn.Identity, nn.LeakyReLU, nn.GELU, nn.SiLU)
-_CHAINS: weakref.WeakKeyDictionary[LoadedModel, _Chain] = weakref.WeakKeyDictionary()
 
 
 def _local_stage(module: nn.Module, index: int) -> _Stage | None:
     if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str):
-        k, s, p, d = (_pair(v) for v in (module.kernel_size, module.stride, module.padding, module.dilation))
+        k, s, p, d = (pair(v) for v in (module.kernel_size, module.stride, module.padding, module.dilation))
         op = partial(F.conv2d, weight=module.weight, bias=module.bias, stride=s, dilation=d, groups=module.groups)
         keff = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
         macs = module.out_channels * module.in_channels // module.groups * k[0] * k[1]
         return _Stage(op, (), keff, s, p, 0.0, macs, index)
-    if isinstance(module, nn.MaxPool2d) and not module.ceil_mode and _pair(module.dilation) == (1, 1):
-        k = _pair(module.kernel_size)
-        s = _pair(module.stride if module.stride is not None else module.kernel_size)
+    if isinstance(module, nn.MaxPool2d) and not module.ceil_mode and pair(module.dilation) == (1, 1):
+        k = pair(module.kernel_size)
+        s = pair(module.stride if module.stride is not None else module.kernel_size)
         op = partial(F.max_pool2d, kernel_size=k, stride=s)
-        return _Stage(op, (), k, s, _pair(module.padding), -math.inf, 0, index)
+        return _Stage(op, (), k, s, pair(module.padding), -math.inf, 0, index)
     return None
 
 
@@ -182,10 +174,7 @@ def _chain(model: LoadedModel) -> _Chain:
     Walks the graph traced at model load (app.activations.extractor) instead of tracing
     again: tracing patches nn.Module.__call__ process-wide and would disturb other sessions.
     """
-    with model.lock:
-        if model not in _CHAINS:
-            _CHAINS[model] = _walk(extractor(model))
-        return _CHAINS[model]
+    return model.cached("occlusion_chain", lambda: _walk(extractor(model)))
 
 
 def _walk(gm: fx.GraphModule) -> _Chain:
@@ -398,7 +387,7 @@ class _Incremental:
 
 def _macs(step: Callable, out_shape: tuple[int, ...]) -> int:
     if isinstance(step, nn.Conv2d):
-        return math.prod(out_shape) * step.in_channels // step.groups * math.prod(_pair(step.kernel_size))
+        return math.prod(out_shape) * step.in_channels // step.groups * math.prod(pair(step.kernel_size))
     if isinstance(step, nn.Linear):
         return step.in_features * step.out_features
     return 0
@@ -440,7 +429,7 @@ def occlusion_map(
     x = x.detach().float().cpu()
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"x must be one image [1, C, H, W], got {tuple(x.shape)}")
-    window_hw, stride_hw = _pair(window), _pair(stride)
+    window_hw, stride_hw = pair(window), pair(stride)
     boxes = occluder_boxes(tuple(x.shape[-2:]), window_hw, stride_hw)
     fill = _baseline_tensor(model, x, baseline)
     engine = _Incremental(_chain(model), x, fill, boxes, window_hw, DENSE_SHARE if incremental else -1.0, model.device)
@@ -485,7 +474,7 @@ def estimate_seconds(
     """
     size = (model.input_size, model.input_size)
     x = torch.zeros(1, model.channels, *size)
-    window_hw = _pair(window)
+    window_hw = pair(window)
     engine = _Incremental(
         _chain(model), x, x, occluder_boxes(size, window_hw, stride), window_hw, DENSE_SHARE, model.device
     )
@@ -511,15 +500,12 @@ def estimate_seconds(
 
 def probabilities(result: OcclusionResult) -> np.ndarray:
     """Softmax of every position's logits, (n_y, n_x, n_classes)."""
-    z = result.logits - result.logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return softmax(result.logits)
 
 
 def base_probabilities(result: OcclusionResult) -> np.ndarray:
     """Softmax of the unoccluded image's logits, (n_classes,)."""
-    e = np.exp(result.base_logits - result.base_logits.max())
-    return (e / e.sum()).astype(np.float32)
+    return softmax(result.base_logits)
 
 
 def target_prob_map(result: OcclusionResult, target: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from app.activations import activations
-from app.models import LoadedModel
+from app.loaded import LoadedModel
 
 PoolKind = Literal["max", "avg"]
 
@@ -134,16 +134,6 @@ def fully_connected(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) 
         torch.as_tensor(weight, dtype=torch.float32),
         torch.as_tensor(bias, dtype=torch.float32),
     ).numpy()
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """exp(z / T) / sum exp(z / T): probabilities that sum to 1.
-
-    T > 1 flattens the distribution, T < 1 sharpens it; the ranking never changes.
-    """
-    if temperature <= 0:
-        raise ValueError("temperature must be positive")
-    return torch.softmax(torch.as_tensor(logits, dtype=torch.float32) / temperature, dim=-1).numpy()
 
 
 def last_layer(model: LoadedModel, x: torch.Tensor) -> dict[str, np.ndarray]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
+from app.paths import ASSETS
+
+SAMPLES_DIR = ASSETS / "samples"
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from app import precision
 from app.datasets import data_dir
-from app.models import LoadedModel
+from app.loaded import LoadedModel
 
 
 def weights_digest(model: LoadedModel) -> str:
@@ -38,13 +37,11 @@ def store_dir() -> Path:
 
 
 def store_key(model: LoadedModel, **spec: Any) -> str:
-    """A file-name-safe key for a result of `model` (weights, precision) and `spec` (JSON-able values)."""
-    full = {
-        "model": model.name,
-        "weights": weights_digest(model),
-        "precision": precision.resolve(model.precision, model.device),
-        **spec,
-    }
+    """A file-name-safe key for a result of `model` (its name and weights) and `spec` (JSON-able values).
+
+    spec must name everything else the result depends on (format version, parameters,
+    library versions), so a changed computation never reads an old file."""
+    full = {"model": model.name, "weights": weights_digest(model), **spec}
     return hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -26,20 +26,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.activations import activations
 from app.datasets import load_fashion_mnist
-from app.layers import layer_table, with_shapes
-from app.models import MODEL_NAMES, LoadedModel
-from models.fashion_cnn import CLASSES, MEAN, STD, FashionCNN
+from app.loaded import LoadedModel
+from app.models import MODEL_NAMES, wrap
+from app.paths import REPO
+from models.fashion_cnn import FashionCNN, normalise
 
-REPO = Path(__file__).resolve().parent.parent
 Optimiser = Literal["SGD", "SGD + momentum", "Adam"]
 Outcome = Literal["finished", "stopped", "diverged"]
 OPTIMISERS: tuple[Optimiser, ...] = ("SGD", "SGD + momentum", "Adam")
@@ -106,15 +104,11 @@ def _optimiser(config: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=config.lr, momentum=momentum)
 
 
-def _normalise(images: torch.Tensor) -> torch.Tensor:
-    return (images.float()[:, None] / 255 - MEAN) / STD
-
-
 def _subset(split: str, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = load_fashion_mnist(split)
     size = min(size, len(images))
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:size]
-    return _normalise(images[idx]), labels[idx]
+    return normalise(images[idx]), labels[idx]
 
 
 def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -349,16 +343,11 @@ def as_loaded_model(run: Run) -> LoadedModel:
     """The run's network wrapped like the shipped Fashion model, so every page can analyse it.
 
     Same name, labels, input size and normalisation as `get_model("fashion_cnn")`
-    (pages branch on the name), its own module and lock; the layer table is measured
-    on a blank input exactly as the registry does.
+    (pages branch on the name), its own module and lock, wrapped by the registry's
+    `wrap` exactly as the shipped network is.
     """
     if run.net is None:
         raise ValueError("this run has no trained network yet")
-    net = run.net.eval().to(memory_format=torch.channels_last)
     title = f"{MODEL_NAMES['fashion_cnn']}, trained in this session"
     origin = f"trained in this session ({run.config.label()})"
-    model = LoadedModel("fashion_cnn", title, net, CLASSES, 28, (MEAN,), (STD,), origin, True, torch.device("cpu"))
-    model.layers = layer_table(net)
-    shapes = {k: tuple(v.shape[1:]) for k, v in activations(model, torch.zeros(1, 1, 28, 28)).items()}
-    model.layers = with_shapes(model.layers, shapes)
-    return model
+    return wrap("fashion_cnn", run.net, origin, True, title=title, device=torch.device("cpu"))

@@ -25,7 +25,8 @@ from captum.attr import GuidedBackprop, GuidedGradCam, LayerAttribution, LayerGr
 from PIL import Image
 
 from app import attribution as attr
-from app.models import LoadedModel, get_model_or_untrained
+from app.loaded import LoadedModel
+from app.models import get_model_or_untrained
 
 SMOOTHGRAD_SAMPLES = 16
 NOISE = 0.15

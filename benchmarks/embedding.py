@@ -74,7 +74,7 @@ def main() -> None:
     E.features(fashion, images[:256])  # build the graph, warm up oneDNN
     t_auto, f_auto = timed(lambda: E.features(fashion, images))
     auto_cpu = cpu()
-    t_fp32, f_fp32 = timed(lambda: E.features(fashion, images, precision_="fp32"))
+    t_fp32, f_fp32 = timed(lambda: E.features(fashion, images, precision="fp32"))
     pix = E.pixels(fashion, images)
     print(
         f"features 10k: model precision ({fashion.precision}) {t_auto:.2f} s {auto_cpu}, fp32 {t_fp32:.2f} s {cpu()} "
@@ -141,7 +141,7 @@ def main() -> None:
     vgg_cpu = cpu()
     t_map, _ = timed(lambda: E.tsne_map(f_vgg))
     map_cpu = cpu()
-    t_vgg32, _ = timed(lambda: E.features(vgg, photos[:16], precision_="fp32"))
+    t_vgg32, _ = timed(lambda: E.features(vgg, photos[:16], precision="fp32"))
     t_vgg16, _ = timed(lambda: E.features(vgg, photos[:16]))
     print(
         f"VGG-16 collection of {args.collection}: features {t_vgg:.1f} s {vgg_cpu} + t-SNE {t_map:.1f} s {map_cpu} "

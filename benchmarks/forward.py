@@ -61,8 +61,8 @@ def main() -> None:
         with torch.inference_mode():
             return contiguous(x)
 
-    def run(prec: str):
-        return lambda: activations(model, x, prec)
+    def run(precision: str):
+        return lambda: activations(model, x, precision)
 
     paths = {"fp32 (NCHW)": plain_fp32, "fp32 channels_last": run("fp32")}
     if precision.bf16_fast(model.device.type):

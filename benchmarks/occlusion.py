@@ -31,7 +31,8 @@ from captum.attr import Occlusion
 
 from app import occlusion as occ
 from app import precision
-from app.models import LoadedModel, get_model_or_untrained
+from app.loaded import LoadedModel
+from app.models import get_model_or_untrained
 from tests.conftest import photo
 
 
@@ -65,8 +66,8 @@ def captum_run(model: LoadedModel, x: torch.Tensor, target: int, window: int, st
     return call
 
 
-def ours(model: LoadedModel, x: torch.Tensor, window: int, stride: int, prec: str, incremental: bool = True):
-    return lambda: occ.occlusion_map(model, x, window, stride, precision=prec, incremental=incremental)
+def ours(model: LoadedModel, x: torch.Tensor, window: int, stride: int, precision: str, incremental: bool = True):
+    return lambda: occ.occlusion_map(model, x, window, stride, precision=precision, incremental=incremental)
 
 
 def row(name: str, wall: float, cpu: float, ref: tuple[float, float] | None, note: str = "") -> None:

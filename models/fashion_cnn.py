@@ -28,6 +28,11 @@ MEAN = 0.2860
 STD = 0.3530
 
 
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 grey images [N, 28, 28] (the data set's own tensors) -> network input [N, 1, 28, 28]."""
+    return (images.float()[:, None] / 255 - MEAN) / STD
+
+
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
     return [
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.datasets import load_fashion_mnist
-from models.fashion_cnn import MEAN, STD, FashionCNN
+from app.precision import bf16_fast
+from models.fashion_cnn import FashionCNN, normalise
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS = HERE / "fashion_cnn.pt"
@@ -35,17 +36,13 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded[:, :, dy : dy + 28, dx : dx + 28]
 
 
-def _bf16_ok() -> bool:
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy of `model` on uint8 images [N, 28, 28]."""
     model.eval()
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(images), 1000):
-            x = (images[i : i + 1000].float()[:, None] / 255 - MEAN) / STD
+            x = normalise(images[i : i + 1000])
             correct += (model(x).argmax(1) == labels[i : i + 1000]).sum().item()
     return correct / len(images)
 
@@ -62,7 +59,7 @@ def train(
     optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     steps = epochs * (len(train_x) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
-    use_bf16 = _bf16_ok()
+    use_bf16 = bf16_fast("cpu")
     start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
@@ -71,7 +68,7 @@ def train(
         n_batches = len(train_x) // batch_size
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            x = _augment((train_x[idx].float()[:, None] / 255 - MEAN) / STD, gen)
+            x = _augment(normalise(train_x[idx]), gen)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 loss = F.cross_entropy(model(x), train_y[idx], label_smoothing=0.1)
             optimiser.zero_grad(set_to_none=True)

@@ -5,22 +5,21 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import cache, figures
-from pages import common
+from app import figures
+from pages import cache, common
 
-sel = common.selection()
-model = sel.model
-st.title("Activations")
-st.caption(
+sel = common.page(
+    "Activations",
     "Each filter of a layer produces one feature map: bright where the filter found its pattern. "
-    "Early layers respond to edges and colours, deeper layers to parts of objects."
+    "Early layers respond to edges and colours, deeper layers to parts of objects.",
 )
+model = sel.model
 
 names = [r.name for r in model.layers]
 default = next((r.name for r in model.layers if r.kind == "relu"), names[0])
-layer = st.selectbox("Layer", names, index=names.index(default), key=f"act_layer_{sel.model_name}")
+layer = st.selectbox("Layer", names, index=names.index(default), key=f"act_layer_{sel.model_key}")
 row = model.layer(layer)
-outputs = cache.layer_outputs(sel.model_name, sel.input_key, sel.x)
+outputs = cache.layer_outputs(sel.model_key, sel.input_key, sel.x)
 maps = outputs[layer].astype(np.float32)
 
 if not row.spatial:
@@ -53,7 +52,7 @@ st.plotly_chart(
 st.caption("Tiles run left to right, top to bottom in the chosen order; hover a tile to see its channel number.")
 
 st.subheader("One channel up close")
-channel = st.number_input("Channel", 0, c - 1, int(order[0]), key=f"act_channel_{sel.model_name}_{layer}")
+channel = st.number_input("Channel", 0, c - 1, int(order[0]), key=f"act_channel_{sel.model_key}_{layer}")
 fmap = maps[channel]
 base = np.asarray(common.model_input_rgb(sel))
 left, right = st.columns(2)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import streamlit as st
-from PIL import Image
 
 from app import attribution as attr
 from app import figures
@@ -49,25 +46,16 @@ EXPLAIN = {
     ),
 }
 
-sel = common.selection()
-model = sel.model
-st.title("Which pixels matter?")
-st.caption(
+sel = common.page(
+    "Which pixels matter?",
     "Attribution maps trace a score back to the input image, to show which pixels the network relied on. "
-    "All of them come from one forward and one backward pass; they differ in what they let flow backwards."
+    "All of them come from one forward and one backward pass; they differ in what they let flow backwards.",
 )
+model = sel.model
 
-probs = sel.probabilities()
-predicted = int(np.argmax(probs))
 top, opts = st.columns([2, 3])
-target = top.selectbox(
-    "Class to explain",
-    range(len(model.labels)),
-    index=predicted,
-    format_func=lambda i: f"{model.labels[i]} ({probs[i]:.1%})" + (" · predicted" if i == predicted else ""),
-    key=f"attr_target_{sel.model_name}",
-    help="Type to search. Defaults to the network's prediction.",
-)
+with top:
+    target = common.class_picker(sel, "Class to explain", key=f"attr_target_{sel.model_key}")
 c1, c2, c3 = opts.columns(3)
 colorscale = c1.selectbox("Colour map", ["Inferno", "Jet", "Viridis", "Hot", "Greys_r"], key="attr_cmap")
 opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="attr_opacity")
@@ -85,26 +73,9 @@ base = np.asarray(common.model_input_rgb(sel))
 label = model.labels[target]
 
 
-def png_bytes(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def npy_bytes(values: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, values)
-    return buf.getvalue()
-
-
 def downloads(name: str, picture: np.ndarray, values: np.ndarray, key: str) -> None:
     """PNG of what is shown and the raw map as .npy (same shape as returned by app.attribution)."""
-    left, right = st.columns(2)
-    stem = f"{sel.model_name}_{name}_{label}".replace(" ", "_").replace("/", "-")
-    left.download_button("PNG", png_bytes(picture), f"{stem}.png", "image/png", key=f"{key}_png", on_click="ignore")
-    right.download_button(
-        ".npy", npy_bytes(values), f"{stem}.npy", "application/octet-stream", key=f"{key}_npy", on_click="ignore"
-    )
+    common.download_pair(f"{sel.model_key}_{name}_{label}", picture, values, key)
 
 
 def heat_panels(name: str, values: np.ndarray, key: str) -> None:
@@ -138,7 +109,7 @@ def gradient_panels(name: str, grad: np.ndarray, key: str) -> None:
         downloads(f"{name}_magnitude", grey, attr.magnitude(grad), f"{key}_mag")
 
 
-def compute(func: str, message: str, **params):
+def compute(func, message: str, **params):
     """A cached analysis (instant when this image and these parameters were seen) with a spinner."""
     with st.spinner(message):
         return sel.analysis(func, **params)
@@ -146,7 +117,7 @@ def compute(func: str, message: str, **params):
 
 cam_default = attr.default_cam_layer(model)
 tabs = st.tabs(["Saliency", "Guided backprop", "Grad-CAM", "Compare"], key="attr_tab", on_change="rerun")
-maps = compute("app.attribution:class_maps", f"Computing the maps for '{label}'…", target=target, layer=cam_default)
+maps = compute(attr.class_maps, f"Computing the maps for '{label}'…", target=target, layer=cam_default)
 
 with tabs[0]:
     if tabs[0].open:
@@ -167,7 +138,7 @@ with tabs[0]:
             )
             bar = st.progress(0.0, text="SmoothGrad")
             sal = sel.analysis(
-                "app.attribution:saliency",
+                attr.saliency,
                 progress=lambda i, n: bar.progress(i / n, text=f"SmoothGrad: {i} of {n} noisy copies"),
                 target=target,
                 smoothgrad_samples=samples,
@@ -188,17 +159,15 @@ with tabs[1]:
             st.caption(EXPLAIN["channel"])
             layers = attr.spatial_layers(model)
             l1, l2 = st.columns(2)
-            layer = l1.selectbox(
-                "Layer", layers, index=layers.index(cam_default), key=f"attr_gb_layer_{sel.model_name}"
-            )
-            strengths = compute("app.attribution:channel_strengths", "Finding the most active channel…", layer=layer)
+            layer = l1.selectbox("Layer", layers, index=layers.index(cam_default), key=f"attr_gb_layer_{sel.model_key}")
+            strengths = compute(attr.channel_strengths, "Finding the most active channel…", layer=layer)
             best = int(np.argmax(strengths))
             channel = l2.number_input(
                 "Channel",
                 0,
                 len(strengths) - 1,
                 best,
-                key=f"attr_gb_channel_{sel.model_name}_{layer}",
+                key=f"attr_gb_channel_{sel.model_key}_{layer}",
                 help=f"Default: channel {best}, the most active in {layer} for this image.",
             )
             st.caption(
@@ -206,7 +175,7 @@ with tabs[1]:
                 f"(the most active, channel {best}, has {strengths[best]:.3g})."
             )
             grad = compute(
-                "app.attribution:guided_backprop",
+                attr.guided_backprop,
                 f"Guided backprop for {layer}, channel {channel}…",
                 layer=layer,
                 channel=int(channel),
@@ -221,14 +190,14 @@ with tabs[2]:
             "Layer",
             layers,
             index=layers.index(cam_default),
-            key=f"attr_cam_layer_{sel.model_name}",
+            key=f"attr_cam_layer_{sel.model_key}",
             help=f"Default: {cam_default}, the rectified output of the last convolution: the most abstract "
             "features that still form a grid.",
         )
         if layer == cam_default:
             cam = maps["Grad-CAM"]
         else:
-            cam = compute("app.attribution:grad_cam", f"Grad-CAM at {layer}…", target=target, layer=layer)
+            cam = compute(attr.grad_cam, f"Grad-CAM at {layer}…", target=target, layer=layer)
         h, w = model.layer(layer).out_shape[1:]
         st.caption(f"{layer} has a {h}×{w} grid: each cell covers about {base.shape[0] / h:.0f} input pixels.")
         heat_panels(f"Grad-CAM {layer}", cam, "cam")

@@ -5,18 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from app import cache
 from app import embedding as E
+from app import figures
 from app.datasets import load_fashion_mnist
 from app.errors import LensError
 from app.images import Collection, load_collection
-from app.lru import ResultStore
 from app.store import weights_digest
-from pages import common
+from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"
 OWN_SET = "My own collection (upload)"
@@ -35,24 +33,18 @@ def _bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     return report, slot.empty
 
 
-@st.cache_resource
-def _results() -> ResultStore:
-    """Maps, features and placements shared by all sessions (kept as they are; progress can be reported)."""
-    return ResultStore(max_entries=24, ttl=3600)
-
-
-def _fashion_map(model_name: str, method: str, perplexity: float, progress) -> tuple:
+def _fashion_map(model_key: str, method: str, perplexity: float, progress) -> tuple:
     """The stored 10k map (computed once per weights, on disk) plus what the page shows with it."""
 
     def compute() -> tuple:
-        model = cache.model(model_name)[0]
-        params = {"perplexity": perplexity} if method == "tsne" else {}
-        shipped = "@" not in model_name  # a network trained in this session is not kept on disk
+        model = cache.model(model_key)[0]
+        params = E.map_params(method, perplexity)
+        shipped = "@" not in model_key  # a network trained in this session is not kept on disk
         fmap, labels, feats = E.fashion_test_map(model, method, params, progress=progress, keep=shipped)
         images, _ = load_fashion_mnist("test")
         return fmap, labels, feats, E.predict(model, feats), E.pixels(model, images), images.numpy()
 
-    return _results().get_or_compute(("fashion", model_name, method, perplexity), compute)
+    return cache.shared(("fashion", model_key, method, perplexity), compute)
 
 
 @st.cache_resource(max_entries=4, ttl=3600, show_spinner=False)
@@ -60,67 +52,25 @@ def _collection(files: tuple[tuple[str, bytes], ...]) -> Collection:
     return load_collection(files)
 
 
-def _collection_features(model_name: str, collection: Collection, progress) -> tuple:
+def _collection_features(model_key: str, collection: Collection, progress) -> tuple:
     def compute() -> tuple:
-        model = cache.model(model_name)[0]
+        model = cache.model(model_key)[0]
         feats = E.features(model, collection.images, progress=progress)
         size = PIXEL_SIDE if model.input_size > PIXEL_SIDE else None
         return feats, E.predict(model, feats), E.pixels(model, collection.images, size=size)
 
-    return _results().get_or_compute(("features", model_name, collection.key), compute)
+    return cache.shared(("features", model_key, collection.key), compute)
 
 
-def _collection_map(model_name: str, key: str, method: str, perplexity: float, feats: np.ndarray, progress) -> E.Map:
+def _collection_map(model_key: str, key: str, method: str, perplexity: float, feats: np.ndarray, progress) -> E.Map:
     def compute() -> E.Map:
         return E.tsne_map(feats, perplexity, progress=progress) if method == "tsne" else E.pca_map(feats)
 
-    return _results().get_or_compute(("map", model_name, key, method, perplexity), compute)
+    return cache.shared(("map", model_key, key, method, perplexity), compute)
 
 
 def _place(map_key: str, input_key: str, fmap: E.Map, feats: np.ndarray) -> np.ndarray:
-    return _results().get_or_compute(("place", map_key, input_key), lambda: fmap.transform(feats)[0])
-
-
-def _figure(coords: np.ndarray, groups: list[str], hover: list[str], you: np.ndarray, title: str) -> go.Figure:
-    """One WebGL trace per label (a legend to toggle classes) and the user's image as a star.
-
-    customdata carries each point's index in the data set, so a click finds its image."""
-    fig = go.Figure()
-    names, texts = np.asarray(groups), np.asarray(hover)
-    for name in sorted(set(groups)):
-        idx = np.flatnonzero(names == name)
-        fig.add_trace(
-            go.Scattergl(
-                x=coords[idx, 0],
-                y=coords[idx, 1],
-                mode="markers",
-                name=name,
-                marker={"size": 4 if len(coords) > 2000 else 8, "opacity": 0.75},
-                customdata=idx,
-                text=texts[idx],
-                hovertemplate=f"{name}<br>%{{text}}<extra></extra>",
-            )
-        )
-    fig.add_trace(
-        go.Scattergl(
-            x=[you[0]],
-            y=[you[1]],
-            mode="markers",
-            name="your image",
-            marker={"symbol": "star", "size": 22, "color": "black", "line": {"color": "yellow", "width": 2}},
-            hovertemplate="your image<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title,
-        height=620,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"itemsizing": "constant"},
-        xaxis={"showticklabels": False},
-        yaxis={"showticklabels": False, "scaleanchor": "x"},
-        dragmode="pan",
-    )
-    return fig
+    return cache.shared(("place", map_key, input_key), lambda: fmap.transform(feats)[0])
 
 
 def _thumb(item) -> Image.Image:
@@ -151,9 +101,9 @@ st.caption(
 
 sources = [FASHION_SET, OWN_SET] if sel.model.name == "fashion_cnn" else [OWN_SET]
 left, mid, right = st.columns([3, 2, 2])
-source = left.radio("Data set", sources, key=f"fs_source_{sel.model_name}", horizontal=True)
+source = left.radio("Data set", sources, key=f"fs_source_{sel.model_key}", horizontal=True)
 method = mid.radio("Map", ["tsne", "pca"], format_func={"tsne": "t-SNE", "pca": "PCA"}.get, key="fs_method")
-perplexity = 30.0
+perplexity = E.DEFAULT_PERPLEXITY
 if method == "tsne":
     perplexity = float(
         right.select_slider(
@@ -169,12 +119,12 @@ if method == "tsne":
 try:
     if source == FASHION_SET:
         progress, done = _bar("Computing the map of the 10,000 test images (first time only)")
-        fmap, labels, feats, preds, pix, thumbs = _fashion_map(sel.model_name, method, perplexity, progress)
+        fmap, labels, feats, preds, pix, thumbs = _fashion_map(sel.model_key, method, perplexity, progress)
         done()
         groups = [model.labels[i] for i in labels]
         label_kind = "true label"
         hover = [f"test image #{i}" for i in range(len(labels))]
-        data_key = f"fashion:{sel.model_name}:{weights_digest(model)}"
+        data_key = f"fashion:{sel.model_key}:{weights_digest(model)}"
     else:
         uploads = st.file_uploader(
             "Images (2–500), or a .zip of them",
@@ -192,24 +142,24 @@ try:
             with st.expander(f"{len(collection.skipped)} file(s) left out"):
                 st.write("\n".join(f"- {s.name}: {s.reason}" for s in collection.skipped))
         progress, done = _bar(f"Feature vectors of {len(collection.items)} images")
-        feats, preds, pix = _collection_features(sel.model_name, collection, progress)
+        feats, preds, pix = _collection_features(sel.model_key, collection, progress)
         done()
         progress, done = _bar("Arranging the map")
-        fmap = _collection_map(sel.model_name, collection.key, method, perplexity, feats, progress)
+        fmap = _collection_map(sel.model_key, collection.key, method, perplexity, feats, progress)
         done()
         folder_labels = E.labels_from_names(collection.names)
         label_kind = "folder" if folder_labels else "predicted class"
         groups = folder_labels or [model.labels[i] for i in preds]
         thumbs = collection.images
         hover = collection.names
-        data_key = f"{sel.model_name}:{collection.key}"
+        data_key = f"{sel.model_key}:{collection.key}"
 except LensError as exc:
     common.show_lens_error(exc)
     st.stop()
 
 map_key = f"{data_key}:{method}:{perplexity}"
-mine = sel.analysis("app.embedding:features")
-mine_pixels = sel.analysis("app.embedding:pixels", size=PIXEL_SIDE if model.input_size > PIXEL_SIDE else None)
+mine = sel.analysis(E.features)
+mine_pixels = sel.analysis(E.pixels, size=PIXEL_SIDE if model.input_size > PIXEL_SIDE else None)
 you = _place(map_key, sel.input_key, fmap, mine)
 
 if method == "pca":
@@ -218,7 +168,7 @@ if method == "pca":
 else:
     title = f"t-SNE (perplexity {fmap.params['perplexity']:g}), coloured by {label_kind}"
 event = st.plotly_chart(
-    _figure(fmap.coords, groups, hover, you, title),
+    figures.scatter_map(fmap.coords, groups, hover, you, title),
     width="stretch",
     on_select="rerun",
     selection_mode="points",
@@ -249,7 +199,7 @@ st.subheader("Nearest neighbours of your image")
 c1, c2 = st.columns(2)
 k = c1.slider("How many", 1, 24, 8, key="fs_k")
 metric = c2.selectbox("Distance", list(METRICS), format_func=METRICS.get, key="fs_metric")
-f_idx, f_dist, p_idx, p_dist = _results().get_or_compute(
+f_idx, f_dist, p_idx, p_dist = cache.shared(
     ("neighbours", data_key, sel.input_key, k, metric),
     lambda: (*E.nearest(mine[0], feats, k, metric), *E.nearest(mine_pixels[0], pix, k, metric)),
 )

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image
-from plotly.colors import qualitative
 
 from app import figures
 from app import occlusion as occ
@@ -20,44 +15,35 @@ FILLS = {
     "grey": "mid-grey",
     "blur": "blurred copy of the image",
 }
-PALETTE = qualitative.Dark24  # one colour per class present in the predicted-class map
 WARN_SECONDS = 8.0
 
-sel = common.selection()
-model = sel.model
-st.title("Occlusion")
-st.caption(
+sel = common.page(
+    "Occlusion",
     "Slide a patch over the image, hiding one square at a time, and run the network on every copy. Where "
-    "hiding the image makes the score of a class fall, the network was using that region to recognise it."
+    "hiding the image makes the score of a class fall, the network was using that region to recognise it.",
 )
+model = sel.model
 
-probs = sel.probabilities()
-predicted = int(np.argmax(probs))
+predicted = int(np.argmax(sel.probabilities()))
 size = model.input_size
 big = size > 64
 windows = [8, 16, 24, 32, 48, 64, 96] if big else [2, 3, 4, 5, 6, 7, 8, 10, 14]
 
 c1, c2, c3, c4 = st.columns([1, 1, 1.4, 2])
-window = c1.select_slider("Window (px)", windows, value=32 if big else 5, key=f"occ_window_{sel.model_name}")
+window = c1.select_slider("Window (px)", windows, value=32 if big else 5, key=f"occ_window_{sel.model_key}")
 strides = [s for s in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64) if s <= window]
 stride = c2.select_slider(
     "Stride (px)",
     strides,
     value=min(16 if big else 1, strides[-1]),
-    key=f"occ_stride_{sel.model_name}_{window}",
+    key=f"occ_stride_{sel.model_key}_{window}",
     help="How far the window moves between copies. Smaller strides give finer maps but take longer.",
 )
 fill = c3.selectbox(
     "Fill", list(FILLS), format_func=FILLS.get, key="occ_fill", help="What the hidden square is replaced with."
 )
-target = c4.selectbox(
-    "Class",
-    range(len(model.labels)),
-    index=predicted,
-    format_func=lambda i: f"{model.labels[i]} ({probs[i]:.1%})" + (" · predicted" if i == predicted else ""),
-    key=f"occ_target_{sel.model_name}",
-    help="Type to search. Defaults to the network's prediction.",
-)
+with c4:
+    target = common.class_picker(sel, "Class", key=f"occ_target_{sel.model_key}")
 exact = st.toggle(
     "Exact fp32",
     key="occ_exact",
@@ -82,14 +68,14 @@ if run_key not in done:
             st.stop()
     bar = st.progress(0.0, text="Occluding…")
     result = sel.analysis(
-        "app.occlusion:occlusion_map",
+        occ.occlusion_map,
         progress=lambda i, n: bar.progress(i / n, text=f"Occluded copies: {i} of {n}"),
         **params,
     )
     bar.empty()
     done.add(run_key)
 else:
-    result = sel.analysis("app.occlusion:occlusion_map", **params)
+    result = sel.analysis(occ.occlusion_map, **params)
 
 label = model.labels[target]
 base = np.asarray(common.model_input_rgb(sel))
@@ -104,57 +90,15 @@ hover = np.array(
     ]
 )
 boxes = result.boxes
-box_text = np.vectorize(lambda a, b, c, d: f"rows {a}–{c - 1}, cols {b}–{d - 1}")(*np.moveaxis(boxes, -1, 0))
-stem = f"{sel.model_name}_occlusion_w{window}_s{stride}_{fill}_{label}".replace(" ", "_").replace("/", "-")
-
-
-def png_bytes(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def npy_bytes(values: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, values)
-    return buf.getvalue()
+stem = f"{sel.model_key}_occlusion_w{window}_s{stride}_{fill}_{label}"
 
 
 def downloads(name: str, picture: np.ndarray, values: np.ndarray) -> None:
-    left, right = st.columns(2)
-    left.download_button(
-        "PNG", png_bytes(picture), f"{stem}_{name}.png", "image/png", key=f"occ_{name}_png", on_click="ignore"
-    )
-    right.download_button(
-        ".npy",
-        npy_bytes(values),
-        f"{stem}_{name}.npy",
-        "application/octet-stream",
-        key=f"occ_{name}_npy",
-        on_click="ignore",
-    )
+    common.download_pair(f"{stem}_{name}", picture, values, f"occ_{name}")
 
 
 def grid_figure(values: np.ndarray, title: str, colorscale: str, value_name: str, zmid: float | None = None):
-    """One cell per occluder position, centred where the window's centre was; hover: box and top-3."""
-    cy = (boxes[:, 0, 0] + boxes[:, 0, 2] - 1) / 2
-    cx = (boxes[0, :, 1] + boxes[0, :, 3] - 1) / 2
-    fig = go.Figure(
-        go.Heatmap(
-            z=values,
-            x=cx,
-            y=cy,
-            customdata=np.stack([box_text, hover], axis=-1),
-            colorscale=colorscale,
-            zmid=zmid,
-            hovertemplate=f"{value_name} %{{z:.4g}}<br>window %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
-            colorbar=dict(thickness=12),
-        )
-    )
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)")
-    fig.update_xaxes(constrain="domain", title="window centre x (px)")
-    fig.update_layout(title=title, margin=dict(l=60, r=0, t=40, b=50), height=460)
-    return fig
+    return figures.occlusion_grid(values, boxes, hover, title, colorscale, value_name, zmid)
 
 
 tab_score, tab_drop, tab_class, tab_cell = st.tabs(
@@ -209,30 +153,9 @@ with tab_drop:
 with tab_class:
     if tab_class.open:
         classes = occ.predicted_class_map(result)
-        present, codes = np.unique(classes, return_inverse=True)
-        codes = codes.reshape(classes.shape)
-        colours = [PALETTE[i % len(PALETTE)] for i in range(len(present))]
-        steps = np.linspace(0, 1, len(present) + 1)
-        scale = [pair for i, c in enumerate(colours) for pair in ((steps[i], c), (steps[i + 1], c))]
-        fig = grid_figure(codes, "predicted class with the window here", scale, "class")
-        fig.data[0].update(zmin=-0.5, zmax=len(present) - 0.5, showscale=False)
-        fig.data[0].hovertemplate = "window %{customdata[0]}<br>%{customdata[1]}<extra></extra>"
-        for c, colour in zip(present, colours, strict=True):
-            share = (classes == c).mean()
-            fig.add_trace(
-                go.Scatter(
-                    x=[None],
-                    y=[None],
-                    mode="markers",
-                    marker=dict(size=12, color=colour, symbol="square"),
-                    name=f"{model.labels[c]} ({share:.0%})",
-                    showlegend=True,
-                )
-            )
-        fig.update_layout(legend=dict(title="prediction"))
+        fig, picture = figures.class_grid(classes, boxes, hover, model.labels, "predicted class with the window here")
         st.plotly_chart(fig, width="stretch", key="occ_class_fig", theme=None)
-        lut = np.array([[int(colours[i][k : k + 2], 16) for k in (1, 3, 5)] for i in range(len(present))], np.uint8)
-        downloads("class_map", lut[codes], classes)
+        downloads("class_map", picture, classes)
         st.caption(
             f"Unoccluded, the network predicts '{model.labels[predicted]}'. Each colour is the class it predicts "
             "when the square hides that position; a region that changes the colour is one the prediction depends on."

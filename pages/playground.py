@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from app import figures
 from app import playground as pg
 from app.errors import LensError
+from app.numeric import softmax
 from pages import common
 
-sel = common.selection()
-model = sel.model
-st.title("Layer playground")
-st.caption(
+sel = common.page(
+    "Layer playground",
     "Each section applies one kind of layer to your picture with the same PyTorch operation a network uses. "
-    "Switch to the 8×8 crop to read every number, like a worked example in a textbook."
+    "Switch to the 8×8 crop to read every number, like a worked example in a textbook.",
 )
-
-
-def _map(values: np.ndarray, title: str, numbers: bool, colorscale: str = "Greys_r", zmid: float | None = None):
-    fig = figures.heatmap(values, title, colorscale, zmid=zmid)
-    if numbers:
-        fig.update_traces(texttemplate="%{z:.4~g}", textfont=dict(size=11))
-    fig.update_layout(height=360)
-    return fig
+model = sel.model
 
 
 grey = pg.grey_array(sel.image)
@@ -72,8 +63,10 @@ if not np.isfinite(kernel).all():
     st.stop()
 fmap = pg.convolve(image, kernel, padding=1 if padding else 0)
 c1, c2 = st.columns(2)
-c1.plotly_chart(_map(image, "input (grey 0–255)", numbers), width="stretch", key="pg_in")
-c2.plotly_chart(_map(fmap, f"feature map ({preset} weights)", numbers, "RdBu_r", 0.0), width="stretch", key="pg_fmap")
+c1.plotly_chart(figures.number_map(image, "input (grey 0–255)", numbers), width="stretch", key="pg_in")
+c2.plotly_chart(
+    figures.number_map(fmap, f"feature map ({preset} weights)", numbers, "RdBu_r", 0.0), width="stretch", key="pg_fmap"
+)
 st.caption(f"Input {image.shape[0]}×{image.shape[1]} → feature map {fmap.shape[0]}×{fmap.shape[1]}.")
 
 # ---------------------------------------------------------------- ReLU
@@ -85,8 +78,8 @@ st.markdown(
 )
 activated = pg.relu(fmap)
 c1, c2 = st.columns(2)
-c1.plotly_chart(_map(fmap, "before ReLU", numbers, "RdBu_r", 0.0), width="stretch", key="pg_pre_relu")
-c2.plotly_chart(_map(activated, "after ReLU", numbers, "RdBu_r", 0.0), width="stretch", key="pg_relu")
+c1.plotly_chart(figures.number_map(fmap, "before ReLU", numbers, "RdBu_r", 0.0), width="stretch", key="pg_pre_relu")
+c2.plotly_chart(figures.number_map(activated, "after ReLU", numbers, "RdBu_r", 0.0), width="stretch", key="pg_relu")
 st.caption(f"{100 * (fmap < 0).mean():.0f} % of the values were negative and became 0.")
 
 # ---------------------------------------------------------------- pooling
@@ -106,9 +99,11 @@ if min(activated.shape) < window:
 pooled = pg.pool(activated, kind, window, stride)
 coverage = pg.pool_coverage(activated.shape, window, stride)
 c1, c2 = st.columns(2)
-c1.plotly_chart(_map(coverage, "windows reading each value", numbers, "Blues"), width="stretch", key="pg_cov")
+c1.plotly_chart(
+    figures.number_map(coverage, "windows reading each value", numbers, "Blues"), width="stretch", key="pg_cov"
+)
 c2.plotly_chart(
-    _map(pooled, f"{kind} pool {window}×{window}, stride {stride}", numbers, "Viridis"),
+    figures.number_map(pooled, f"{kind} pool {window}×{window}, stride {stride}", numbers, "Viridis"),
     width="stretch",
     key="pg_pooled",
 )
@@ -142,12 +137,16 @@ left = int(np.clip(int(col) * stride - 2, 0, max(0, activated.shape[1] - size)))
 axes = dict(x=np.arange(left, left + size), y=np.arange(top, top + size))
 c1, c2 = st.columns(2)
 c1.plotly_chart(
-    _map(pg.crop(activated, top, left, size), "values around the window", True, "Viridis").update_traces(**axes),
+    figures.number_map(pg.crop(activated, top, left, size), "values around the window", True, "Viridis").update_traces(
+        **axes
+    ),
     width="stretch",
     key="pg_window_values",
 )
 c2.plotly_chart(
-    _map(pg.crop(grad, top, left, size), f"gradient from output ({row}, {col})", True, "Oranges").update_traces(**axes),
+    figures.number_map(
+        pg.crop(grad, top, left, size), f"gradient from output ({row}, {col})", True, "Oranges"
+    ).update_traces(**axes),
     width="stretch",
     key="pg_grad",
 )
@@ -167,9 +166,7 @@ vector = pg.global_average_pool(stack)
 c1, c2 = st.columns([3, 2])
 c1.plotly_chart(figures.feature_grid(stack, shared_scale=False), width="stretch", key="pg_stack")
 c2.plotly_chart(
-    go.Figure(go.Bar(x=vector, y=list(pg.KERNELS), orientation="h")).update_layout(
-        title="mean of each map", height=360, margin=dict(l=0, r=0, t=40, b=0), yaxis=dict(autorange="reversed")
-    ),
+    figures.value_bars(vector, list(pg.KERNELS), "mean of each map"),
     width="stretch",
     key="pg_gap",
 )
@@ -184,13 +181,13 @@ st.markdown(
 )
 try:
     with st.spinner("Running the network once…"):
-        parts = sel.analysis("app.playground:last_layer")
+        parts = sel.analysis(pg.last_layer)
 except LensError as exc:
     common.show_lens_error(exc)
     st.stop()
 temperature = st.select_slider("Temperature T", [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0], 1.0, key="pg_temperature")
 logits = parts["logits"]
-probs = pg.softmax(logits, temperature)
+probs = softmax(logits, temperature)
 best = np.argsort(logits)[::-1][:10]
 st.dataframe(
     pd.DataFrame(
@@ -198,7 +195,7 @@ st.dataframe(
             "class": [model.labels[i] for i in best],
             "score (logit)": logits[best],
             f"probability at T={temperature:g}": probs[best],
-            "probability at T=1": pg.softmax(logits)[best],
+            "probability at T=1": softmax(logits)[best],
         }
     ),
     hide_index=True,
@@ -228,10 +225,7 @@ else:
 stages = pg.normalisation(pixels, model.mean[channel], model.std[channel])
 cols = st.columns(3)
 for col_, (name, stage) in zip(cols, stages.items(), strict=True):
-    edges = stage["edges"]
-    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=stage["counts"], width=np.diff(edges)))
-    fig.update_layout(title=name, height=280, margin=dict(l=0, r=0, t=40, b=0), bargap=0)
-    col_.plotly_chart(fig, width="stretch", key=f"pg_hist_{name}")
+    col_.plotly_chart(figures.histogram(stage["edges"], stage["counts"], name), width="stretch", key=f"pg_hist_{name}")
 st.caption(
     f"Mean {model.mean[channel]:.3f} and standard deviation {model.std[channel]:.3f} of the training images "
     f"(0–1 scale); this image: mean {stages['standardised']['values'].mean():.2f}, "

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.colors import qualitative
 
-from app import training
+from app import figures, training
 from app.training import OPTIMISERS, TrainConfig
+from pages import common
 
 MAX_RUNS = 8  # runs kept on the chart per session (each holds a small network)
 
@@ -43,20 +42,6 @@ if submitted and not busy:
     st.rerun()  # redraw with the form disabled and the live view polling
 
 
-def _curves(metric: str, title: str) -> go.Figure:
-    fig = go.Figure()
-    for i, run in enumerate(runs):
-        colour = qualitative.Plotly[i % len(qualitative.Plotly)]
-        epochs_ = [p.epoch for p in run.history]
-        for split, dash in (("train", "solid"), ("test", "dash")):
-            values = [getattr(p, f"{split}_{metric}") for p in run.history]
-            fig.add_scatter(
-                x=epochs_, y=values, name=f"run {i + 1} {split}", line=dict(color=colour, dash=dash), mode="lines"
-            )
-    fig.update_layout(title=title, xaxis_title="epoch", height=360, margin=dict(l=0, r=0, t=40, b=0))
-    return fig
-
-
 @st.fragment(run_every=1.0 if busy else None)
 def live() -> None:
     """Redrawn every second while a run is active; a full rerun when the last one ends re-enables the form."""
@@ -79,9 +64,12 @@ def live() -> None:
     if not runs:
         st.info("No runs yet: choose settings and press Train.", icon=":material/touch_app:")
         return
+    histories = [run.history for run in runs]
     c1, c2 = st.columns(2)
-    c1.plotly_chart(_curves("loss", "Loss (cross-entropy)"), width="stretch", key="train_loss")
-    c2.plotly_chart(_curves("accuracy", "Accuracy"), width="stretch", key="train_accuracy")
+    c1.plotly_chart(
+        figures.training_curves(histories, "loss", "Loss (cross-entropy)"), width="stretch", key="train_loss"
+    )
+    c2.plotly_chart(figures.training_curves(histories, "accuracy", "Accuracy"), width="stretch", key="train_accuracy")
     st.caption("Solid: training batches; dashed: 500 test images. One colour per run.")
     st.dataframe(
         [
@@ -112,7 +100,7 @@ if done:
     choice = st.selectbox("Run", [i for i, _ in done], format_func=lambda i: f"run {i + 1}: {runs[i].config.label()}")
     c1, c2 = st.columns(2)
     if c1.button("Use this network", key="use_session_model"):
-        st.session_state["session_model"] = training.as_loaded_model(runs[choice])
+        st.session_state[common.SESSION_MODEL] = training.as_loaded_model(runs[choice])
         st.success("The Fashion-MNIST pages now show this network. Choose the Fashion-MNIST CNN in the sidebar.")
-    if st.session_state.get("session_model") is not None and c2.button("Back to the shipped network"):
-        st.session_state["session_model"] = None
+    if st.session_state.get(common.SESSION_MODEL) is not None and c2.button("Back to the shipped network"):
+        st.session_state[common.SESSION_MODEL] = None

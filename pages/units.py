@@ -9,14 +9,14 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import attribution, cache, figures
+from app import attribution, figures
 from app import dataset_examples as D
 from app.datasets import load_fashion_mnist
 from app.embedding import labels_from_names, model_inputs
 from app.errors import LensError
 from app.images import Collection, load_collection
 from app.lru import ResultStore
-from pages import common
+from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"
 PHOTO_SET = "Bundled photos (200 crops of 10 free photos)"
@@ -38,9 +38,10 @@ def _bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
 
 
 @st.cache_resource
-def _results() -> ResultStore:
-    """Tables and examples shared by all sessions (kept as they are; progress can be reported)."""
-    return ResultStore(max_entries=16, ttl=3600)
+def _examples() -> ResultStore:
+    """A unit's nine examples and a layer's overview tiles: many small entries, kept apart from
+    cache.shared so browsing units never evicts a data set's table."""
+    return ResultStore(max_entries=64, ttl=3600)
 
 
 @st.cache_resource(show_spinner=False)
@@ -53,31 +54,31 @@ def _collection(files: tuple[tuple[str, bytes], ...]) -> Collection:
     return load_collection(files)
 
 
-def _photo_table(model_name: str, key: str, images: list, progress) -> D.TopTable:
+def _photo_table(model_key: str, key: str, images: list, progress) -> D.TopTable:
     def compute() -> D.TopTable:
-        model = cache.model(model_name)[0]
+        model = cache.model(model_key)[0]
         batches = model_inputs(model, images, 16)
         return D.top_units_table(model, batches, k=min(D.LABEL_TOP, len(images)), progress=progress, total=len(images))
 
-    return _results().get_or_compute(("table", model_name, key), compute)
+    return cache.shared(("table", model_key, key), compute)
 
 
-def _fashion_table(model_name: str, progress) -> D.TopTable:
+def _fashion_table(model_key: str, progress) -> D.TopTable:
     def compute() -> D.TopTable:
-        model = cache.model(model_name)[0]
-        return D.fashion_test_table(model, progress=progress, keep="@" not in model_name)
+        model = cache.model(model_key)[0]
+        return D.fashion_test_table(model, progress=progress, keep="@" not in model_key)
 
-    return _results().get_or_compute(("table", model_name, "fashion"), compute)
+    return cache.shared(("table", model_key, "fashion"), compute)
 
 
 def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[int]], torch.Tensor], list[str], str]:
     """(data key, table, inputs(indices), label of each image, what labels are) for the chosen data set."""
     model = sel.model
     sources = [FASHION_SET, OWN_SET] if model.name == "fashion_cnn" else [PHOTO_SET, OWN_SET]
-    source = st.radio("Data set", sources, key=f"units_source_{sel.model_name}", horizontal=True)
+    source = st.radio("Data set", sources, key=f"units_source_{sel.model_key}", horizontal=True)
     if source == FASHION_SET:
         progress, done = _bar("Finding every unit's best test images (first time only)")
-        table = _fashion_table(sel.model_name, progress)
+        table = _fashion_table(sel.model_key, progress)
         done()
         _, labels = load_fashion_mnist("test")
         names = [model.labels[int(i)] for i in labels]
@@ -86,7 +87,7 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
         photos = _photos()
         images = [p.image for p in photos]
         progress, done = _bar("Finding every unit's best photos (first time only)")
-        table = _photo_table(sel.model_name, "photos", images, progress)
+        table = _photo_table(sel.model_key, "photos", images, progress)
         done()
         names = labels_from_names([p.name for p in photos]) or []
         return "photos", table, lambda idx: D.photo_inputs(model, [images[i] for i in idx]), names, "photo"
@@ -107,7 +108,7 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
             st.write("\n".join(f"- {s.name}: {s.reason}" for s in collection.skipped))
     images = collection.images
     progress, done = _bar(f"Running {len(images)} images through the network")
-    table = _photo_table(sel.model_name, collection.key, images, progress)
+    table = _photo_table(sel.model_key, collection.key, images, progress)
     done()
     folders = labels_from_names(collection.names)
     names = folders or collection.names
@@ -146,17 +147,17 @@ except LensError as exc:
 layers = table.layers
 link = st.session_state.pop(common.UNIT_LINK, None)
 layer_key, default = (
-    f"units_layer_{sel.model_name}",
+    f"units_layer_{sel.model_key}",
     next((n for n in reversed(layers) if model.layer(n).kind == "relu" and model.layer(n).spatial), layers[0]),
 )
-if link and link[0] == sel.model_name and link[1] in layers:
+if link and link[0] == sel.model_key and link[1] in layers:
     st.session_state[layer_key] = link[1]
 left, right = st.columns([2, 1])
 layer = left.selectbox("Layer", layers, index=layers.index(default), key=layer_key)
 row = model.layer(layer)
 channels = table.channels(layer)
-channel_key = f"units_channel_{sel.model_name}_{layer}"
-if link and link[0] == sel.model_name and link[1] == layer:
+channel_key = f"units_channel_{sel.model_key}_{layer}"
+if link and link[0] == sel.model_key and link[1] == layer:
     st.session_state[channel_key] = min(int(link[2]), channels - 1)
 channel = int(right.number_input("Channel", 0, channels - 1, 0, key=channel_key))
 st.caption(
@@ -166,8 +167,8 @@ st.caption(
 )
 
 st.subheader(f"The 9 images that excite {layer}, channel {channel} most")
-examples = _results().get_or_compute(
-    ("examples", sel.model_name, data_key, layer, channel),
+examples = _examples().get_or_compute(
+    ("examples", sel.model_key, data_key, layer, channel),
     lambda: D.unit_examples(model, table, inputs, layer, channel, 9),
 )
 if not examples:
@@ -226,13 +227,13 @@ first = st.selectbox(
     "Channels",
     pages,
     format_func=lambda s: f"{s}–{min(s + OVERVIEW, channels) - 1}",
-    key=f"units_overview_{sel.model_name}_{layer}",
+    key=f"units_overview_{sel.model_key}_{layer}",
 )
 
 
 shown = range(first, min(first + OVERVIEW, channels))
-patches = _results().get_or_compute(
-    ("overview", sel.model_name, data_key, layer, first),
+patches = _examples().get_or_compute(
+    ("overview", sel.model_key, data_key, layer, first),
     lambda: D.best_patches(model, table, inputs, layer, shown),
 )
 tiles = [None if p is None else D.to_rgb(model, p) for p in patches]

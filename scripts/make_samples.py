@@ -16,11 +16,12 @@ The script is deterministic; its outputs are committed under assets/samples/.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
-OUT = Path(__file__).resolve().parent.parent / "assets" / "samples"
+from app.samples import SAMPLES_DIR
+
+OUT = SAMPLES_DIR
 SCALE = 10  # drawing resolution per Fashion-MNIST pixel
 Points = Sequence[tuple[float, float]]
 Colour = int | tuple[int, int, int]

@@ -16,7 +16,7 @@ from app.activations import activations
 from app.datasets import load_fashion_mnist
 from app.errors import DatasetMissingError
 from app.layers import layer_table, with_shapes
-from app.models import LoadedModel
+from app.loaded import LoadedModel
 from tests.conftest import photo
 
 # captum warns that it sets requires_grad and hooks ReLUs: expected for an oracle

@@ -17,7 +17,8 @@ from app import dataset_examples as D
 from app.activations import activations, graph_copy
 from app.datasets import load_fashion_mnist
 from app.errors import DatasetMissingError
-from app.models import LoadedModel
+from app.layers import LayerInfo, with_shapes
+from app.loaded import LoadedModel
 from app.store import store_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
@@ -249,10 +250,7 @@ def test_geometry_follows_residual_branches() -> None:
             h = h + self.branch(h)
             return self.head(h.mean((2, 3)))
 
-    from app.layers import LayerInfo, with_shapes
-    from app.models import LoadedModel as Model
-
-    model = Model("tiny", "tiny", Block().eval(), ("a", "b"), 16, (0.0,), (1.0,), "", False, torch.device("cpu"))
+    model = LoadedModel("tiny", "tiny", Block().eval(), ("a", "b"), 16, (0.0,), (1.0,), "", False, torch.device("cpu"))
     rows = [
         LayerInfo("stem", "stem", "conv", "Conv2d", 0, None, None),
         LayerInfo("branch", "branch", "conv", "Conv2d", 0, None, None),

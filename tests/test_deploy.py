@@ -68,7 +68,7 @@ def test_dockerfile_port_health_and_user() -> None:
 
 def test_dockerfile_runs_the_make_scripts_that_exist() -> None:
     modules = re.findall(r"python -m (scripts\.\w+)", DOCKERFILE)
-    assert set(modules) == {"scripts.prepare_data", "scripts.download_weights"}
+    assert set(modules) == {"scripts.prepare_data", "scripts.download_weights", "scripts.warm_cache"}
     makefile = (REPO / "Makefile").read_text()
     for module in modules:
         assert (REPO / (module.replace(".", "/") + ".py")).exists()
@@ -99,3 +99,42 @@ def test_download_step_has_every_module_its_scripts_import(tmp_path: Path) -> No
     code = "import scripts.prepare_data, scripts.download_weights"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+KUBERNETES = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))
+
+
+def _kubernetes_docs() -> dict[str, dict]:
+    import yaml
+
+    return {doc["kind"]: doc for path in KUBERNETES for doc in yaml.safe_load_all(path.read_text())}
+
+
+def test_kubernetes_manifests_validate_against_the_schemas() -> None:
+    """Strict validation (unknown fields fail) against the Kubernetes version the package pins."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    assert {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler"} <= set(_kubernetes_docs())
+    for doc in _kubernetes_docs().values():
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    broken = _kubernetes_docs()["Deployment"]
+    broken["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_kubernetes_agrees_with_the_image_and_the_proxy() -> None:
+    docs = _kubernetes_docs()
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (app,) = pod["containers"]
+    assert app["ports"][0]["containerPort"] == 8501 and "EXPOSE 8501" in DOCKERFILE
+    assert pod["securityContext"]["runAsUser"] == 10001 and "USER 10001:10001" in DOCKERFILE
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert app[probe]["httpGet"]["path"] == "/_stcore/health"
+    threads = next(e["value"] for e in app["env"] if e["name"] == "OMP_NUM_THREADS")
+    assert float(threads) == float(app["resources"]["limits"]["cpu"])
+    notes = docs["Ingress"]["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert notes["nginx.ingress.kubernetes.io/session-cookie-name"] in TEMPLATE  # same cookie as compose's nginx
+    assert int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    body = notes["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert int(body.rstrip("m")) * 2**20 > MAX_BYTES

@@ -73,9 +73,9 @@ def test_fashion_features_equal_forward_by_hand_for_every_input_form(fashion_unt
     raw = images[:40]
     x = torch.cat([model.preprocess(Image.fromarray(im.numpy())) for im in raw])
     expected = _by_hand(model, x)
-    from_uint8 = features(model, raw, batch_size=16, precision_="fp32")
-    from_pil = features(model, [Image.fromarray(im.numpy()) for im in raw], precision_="fp32")
-    from_tensor = features(model, x, precision_="fp32")
+    from_uint8 = features(model, raw, batch_size=16, precision="fp32")
+    from_pil = features(model, [Image.fromarray(im.numpy()) for im in raw], precision="fp32")
+    from_tensor = features(model, x, precision="fp32")
     assert from_uint8.shape == (40, 128) and from_uint8.dtype == np.float32
     for got in (from_uint8, from_pil, from_tensor):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
@@ -87,7 +87,7 @@ def test_fashion_features_equal_forward_by_hand_for_every_input_form(fashion_unt
 def test_vgg_features_equal_forward_by_hand(vgg):
     pictures = [photo((260, 200), seed=s) for s in range(2)]
     expected = _by_hand(vgg, torch.cat([vgg.preprocess(p) for p in pictures]))
-    got = features(vgg, pictures, precision_="fp32")
+    got = features(vgg, pictures, precision="fp32")
     assert got.shape == (2, 4096)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
@@ -130,7 +130,7 @@ def test_pixels_are_the_model_input_in_0_to_1(fashion_untrained):
 def test_predict_from_features_equals_the_network_output(fashion_untrained, vgg):
     images, _ = load_fashion_mnist("test")
     x = torch.cat([fashion_untrained.preprocess(Image.fromarray(im.numpy())) for im in images[:30]])
-    feats = features(fashion_untrained, x, precision_="fp32")
+    feats = features(fashion_untrained, x, precision="fp32")
     expected = fashion_untrained.logits(x, "fp32").argmax(1).numpy()
     np.testing.assert_array_equal(E.predict(fashion_untrained, feats), expected)
     assert E.predict(vgg, np.zeros((2, 4096), dtype=np.float32)).shape == (2,)
@@ -310,3 +310,23 @@ def test_tsne_map_is_trustworthy_and_places_held_out_images_in_their_class(test_
     print(f"trustworthiness {trust:.4f}, held-out placed in own class {hit:.3f}")
     assert trust >= 0.95
     assert hit >= 0.85
+
+
+def test_warm_cache_stores_the_maps_the_page_asks_for(small_test_set, fashion_untrained, monkeypatch):
+    """`make warm` / the Docker build compute exactly the files the Feature space page then reads
+    (and the unit table of What units look for, tested in test_dataset_examples)."""
+    from app import dataset_examples as D
+    from scripts import warm_cache
+
+    monkeypatch.setattr(warm_cache, "get_model", lambda name: fashion_untrained)
+    monkeypatch.setattr(D, "load_fashion_mnist", E.load_fashion_mnist)  # the same small stand-in
+    warm_cache.main()
+    assert len(list(small_test_set.glob("fashion_test_*.pkl"))) == len(warm_cache.PRESETS)
+    assert len(list(small_test_set.glob("fashion_units_*.npz"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed instead of loading")
+
+    monkeypatch.setattr(E, "features", fail)
+    for method in ("tsne", "pca"):  # the page's defaults, spelled as the page spells them
+        E.fashion_test_map(fashion_untrained, method, E.map_params(method, 30))

@@ -13,7 +13,7 @@ from torch import nn
 
 from app.datasets import load_fashion_mnist
 from app.layers import layer_table
-from app.models import LoadedModel
+from app.loaded import LoadedModel
 from app.occlusion import (
     OcclusionResult,
     axis_starts,

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from app import playground as pg
+from app.numeric import softmax
 
 # 4x4 test map, values chosen so every window has a unique maximum.
 X = np.array(
@@ -119,10 +120,10 @@ def test_fully_connected_by_hand() -> None:
 
 
 def test_softmax_temperature() -> None:
-    np.testing.assert_allclose(pg.softmax(np.log([1.0, 2.0, 3.0])), [1 / 6, 2 / 6, 3 / 6], rtol=1e-6)
-    np.testing.assert_allclose(pg.softmax(np.array([0.0, 2 * math.log(2)]), temperature=2), [1 / 3, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(softmax(np.log([1.0, 2.0, 3.0])), [1 / 6, 2 / 6, 3 / 6], rtol=1e-6)
+    np.testing.assert_allclose(softmax(np.array([0.0, 2 * math.log(2)]), temperature=2), [1 / 3, 2 / 3], rtol=1e-6)
     with pytest.raises(ValueError):
-        pg.softmax(np.zeros(3), temperature=0)
+        softmax(np.zeros(3), temperature=0)
 
 
 def test_last_layer_matches_the_network(fashion_untrained) -> None:

@@ -1,0 +1,133 @@
+"""What every analysis is handed: a network with its pre-processing, labels and layer table.
+
+A LoadedModel bundles what every analysis needs (eval-mode module, the exact
+pre-processing, labels, layer table) so pages and notebooks never rebuild it. It
+lives apart from the registry (app.models) so that analyses can name the type
+without importing the code that builds models.
+
+Thread-safety rule: the module is shared by all Streamlit sessions, so any code
+that runs it holds `model.lock` for the whole forward/backward, and code that
+registers hooks removes them before releasing it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.transforms import v2 as T
+
+from app import precision as prec
+from app.layers import LayerInfo
+from app.numeric import softmax
+
+
+@dataclass(frozen=True)
+class PreprocessStep:
+    name: str
+    detail: str
+    image: Image.Image
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    name: str
+    title: str
+    module: nn.Module
+    labels: tuple[str, ...]
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights: str  # human-readable origin of the weights
+    trained: bool
+    device: torch.device
+    precision: str = "auto"  # bulk analyses (features, occlusion): bf16 where the hardware has it
+    layers: list[LayerInfo] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """What analyses derive from this network (fx graphs, layer chains), built once per key.
+
+        The one cache of derived objects for a model, so there is one lock order:
+        `build` runs under `self.lock` (re-entrant), and may itself ask for other
+        keys (a guided graph asks for the traced extractor). Derived objects hold no
+        per-call state, so sessions share them.
+        """
+        with self.lock:
+            if key not in self._derived:
+                self._derived[key] = build()
+            return self._derived[key]
+
+    def layer(self, name: str) -> LayerInfo:
+        for row in self.layers:
+            if row.name == name:
+                return row
+        raise KeyError(f"{self.name} has no layer {name!r}")
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def preprocess_steps(self, img: Image.Image) -> list[PreprocessStep]:
+        """Every step from the user's RGB image to what the network sees."""
+        s = self.input_size
+        if self.channels == 3:
+            resized = T.functional.resize(img, 256 if s == 224 else s)
+            cropped = T.functional.center_crop(resized, [s, s])
+            return [
+                PreprocessStep("original", f"{img.width}x{img.height} RGB", img),
+                PreprocessStep(
+                    "resize",
+                    f"shorter side to {min(resized.size)} px",
+                    resized,
+                ),
+                PreprocessStep("centre crop", f"{s}x{s}", cropped),
+            ]
+        grey = img.convert("L")
+        resized = grey.resize((s, s), Image.Resampling.BILINEAR)
+        return [
+            PreprocessStep("original", f"{img.width}x{img.height} RGB", img),
+            PreprocessStep("greyscale", "8-bit grey", grey),
+            PreprocessStep("resize", f"{s}x{s}", resized),
+        ]
+
+    def to_tensor(self, img: Image.Image) -> torch.Tensor:
+        """Normalise the last step's image: [1, C, H, W], (pixel/255 - mean) / std."""
+        return self.normalise(T.functional.pil_to_tensor(img).unsqueeze(0))
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """0-255 pixels [N, C, H, W] (any dtype) -> the network's input, (pixel/255 - mean) / std."""
+        mean = torch.tensor(self.mean).view(-1, 1, 1)
+        std = torch.tensor(self.std).view(-1, 1, 1)
+        return (pixels.float() / 255 - mean) / std
+
+    def preprocess(self, img: Image.Image) -> torch.Tensor:
+        return self.to_tensor(self.preprocess_steps(img)[-1].image)
+
+    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Back to 0-1 pixels ([C, H, W]), for showing the model's input."""
+        mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
+        return (x.squeeze(0) * std + mean).clamp(0, 1)
+
+    def logits(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """Logits [N, classes] in fp32, computed under the model lock.
+
+        Predictions default to fp32: they are shown as probabilities, and bf16
+        moved VGG-16's top-5 probabilities by up to 3 % (benchmarks/forward.py),
+        more than the 1 % we accept. Bulk analyses use `self.precision` instead.
+        """
+        with self.lock, torch.inference_mode(), prec.autocast(self.device, precision):
+            return self.module(x.to(self.device)).float().cpu()
+
+    def top_k(self, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+        probs = softmax(self.logits(x)[0].numpy())
+        order = np.argsort(-probs, kind="stable")[: min(k, len(self.labels))]
+        return [(self.labels[i], float(probs[i])) for i in order]
