@@ -65,3 +65,10 @@ st.caption(
     f"mean {fmap.mean():.3g}, max {fmap.max():.3g}, {100 * (fmap > 0).mean():.0f}% of units above zero. "
     "The overlay stretches the map to the image, so each cell covers the pixels it is centred on."
 )
+if st.button(
+    f"What does channel {channel} look for? Its best dataset patches",
+    icon=":material/image_search:",
+    help="Opens What units look for on this channel: the images that excite it most.",
+):
+    st.session_state[common.UNIT_LINK] = (sel.model_key, layer, int(channel))
+    st.switch_page("pages/units.py")

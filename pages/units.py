@@ -127,16 +127,15 @@ def _pair(model, patch: np.ndarray, projection: np.ndarray) -> np.ndarray:
     return figures.side_by_side([figures.picture(D.to_rgb(model, patch), SIDE), figures.picture(proj, SIDE)])
 
 
-sel = common.selection()
-model = sel.model
-st.title("What units look for")
-st.caption(
+sel = common.page(
+    "What units look for",
     "A unit is one channel of one layer. To see what it has learned to detect, search a data set for the "
     "images that excite it most, and show each one cut down to the part of the image the unit can see "
     "(its receptive field), next to the unit's projection back to pixels (guided backpropagation from that "
     "one unit at that one place): the picture Zeiler & Fergus (2014) made famous. Early layers answer to "
-    "edges and colours, deeper ones to textures, parts and whole objects."
+    "edges and colours, deeper ones to textures, parts and whole objects.",
 )
+model = sel.model
 
 try:
     data_key, table, inputs, names, label_kind = _data_set(sel)
@@ -146,20 +145,20 @@ except LensError as exc:
 
 layers = table.layers
 link = st.session_state.pop(common.UNIT_LINK, None)
-layer_key, default = (
-    f"units_layer_{sel.model_key}",
-    next((n for n in reversed(layers) if model.layer(n).kind == "relu" and model.layer(n).spatial), layers[0]),
-)
+layer_key = f"units_layer_{sel.model_key}"
 if link and link[0] == sel.model_key and link[1] in layers:
     st.session_state[layer_key] = link[1]
+if st.session_state.get(layer_key) not in layers:  # first visit: the last rectified map, a high-level layer
+    spatial_relus = [n for n in layers if model.layer(n).kind == "relu" and model.layer(n).spatial]
+    st.session_state[layer_key] = (spatial_relus or layers)[-1]
 left, right = st.columns([2, 1])
-layer = left.selectbox("Layer", layers, index=layers.index(default), key=layer_key)
+layer = left.selectbox("Layer", layers, key=layer_key)
 row = model.layer(layer)
 channels = table.channels(layer)
 channel_key = f"units_channel_{sel.model_key}_{layer}"
 if link and link[0] == sel.model_key and link[1] == layer:
     st.session_state[channel_key] = min(int(link[2]), channels - 1)
-channel = int(right.number_input("Channel", 0, channels - 1, 0, key=channel_key))
+channel = int(right.number_input("Channel", 0, channels - 1, key=channel_key))
 st.caption(
     f"**{layer}** ({row.type}): {channels} channels; "
     + f"each unit sees {D.describe_box(model, layer)} of the {model.input_size}×{model.input_size} input."

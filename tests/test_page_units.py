@@ -17,6 +17,7 @@ from app.datasets import load_fashion_mnist
 from app.store import store_dir
 from models.fashion_cnn import CLASSES
 from pages.common import UNIT_LINK
+from tests.apptest import open_page
 from tests.conftest import photo, png_bytes
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "units.py")
@@ -78,6 +79,17 @@ def test_link_from_another_page_opens_the_unit(small_sets):
     assert at.selectbox(key="units_layer_fashion_cnn").value == "conv2_1"
     assert at.number_input(key="units_channel_fashion_cnn_conv2_1").value == 7
     assert any("conv2_1, channel 7" in h.value for h in at.subheader)
+
+
+def test_the_activations_page_links_to_its_channel(small_sets):
+    at = open_page("fashion_cnn", "pages/activations.py")
+    at.number_input(key="act_channel_fashion_cnn_relu1_1").set_value(4).run()
+    (button,) = [b for b in at.button if "What does channel 4 look for" in b.label]
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "What units look for"
+    assert at.selectbox(key="units_layer_fashion_cnn").value == "relu1_1"
+    assert at.number_input(key="units_channel_fashion_cnn_relu1_1").value == 4
 
 
 @pytest.mark.slow
