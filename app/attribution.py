@@ -218,7 +218,13 @@ def guided_backprop(
 
 
 def guided_units(
-    model: LoadedModel, x: torch.Tensor, layer: str, channel: int, positions: list[tuple[int, int]] | None = None
+    model: LoadedModel,
+    x: torch.Tensor,
+    layer: str,
+    channel: int,
+    positions: list[tuple[int, int]] | None = None,
+    *,
+    check: bool = True,
 ) -> np.ndarray:
     """Guided backpropagation from ONE unit per image, [N, C, H, W]: Zeiler & Fergus's projection.
 
@@ -228,6 +234,8 @@ def guided_units(
     unit saw at the one place it fired, so it can be cropped to that unit's receptive
     field. All images go through one batched pass; summing the per-image objectives
     still gives each image its own gradient, since samples do not interact in eval mode.
+    check=False skips checking positions against the layer's map size at the model's input
+    size (for inputs of another size, e.g. a unit's receptive field cut out of an image).
     """
     info = model.layer(layer)
     if not 0 <= channel < info.out_shape[0]:
@@ -237,7 +245,7 @@ def guided_units(
         if positions is None or len(positions) != n:
             raise ValueError(f"{layer} is spatial: give one (y, x) position per image ({n})")
         _, h, w = info.out_shape
-        if any(not (0 <= y < h and 0 <= x_ < w) for y, x_ in positions):
+        if check and any(not (0 <= y < h and 0 <= x_ < w) for y, x_ in positions):
             raise ValueError(f"positions must lie inside {layer}'s {h}x{w} map")
         rows = torch.arange(n)
         ys = torch.tensor([p[0] for p in positions])

@@ -13,6 +13,7 @@ from captum.attr import GuidedBackprop
 from PIL import Image
 from torch import fx, nn
 
+from app import attribution
 from app import dataset_examples as D
 from app.activations import activations, graph_copy
 from app.datasets import load_fashion_mnist
@@ -304,6 +305,27 @@ def test_projection_is_captums_guided_backprop_of_the_single_unit(fashion: Loade
     outside = np.ones(got.shape[-2:], bool)
     outside[max(top, 0) : bottom, max(left, 0) : right] = False
     assert (got[:, outside] == 0).all()  # nothing outside the receptive field
+
+
+def _check_cropped_projections(model: LoadedModel, x: torch.Tensor, layer: str) -> None:
+    _, h, w = model.layer(layer).out_shape
+    positions = [(h // 2, w // 2), (0, 0), (h - 1, w - 1), (0, w - 2), (h - 2, 1)][: len(x)]
+    full = attribution.guided_units(model, x, layer, 3, positions)
+    cropped = D.unit_projections(model, x, layer, 3, positions)
+    assert np.abs(full).max() > 0
+    np.testing.assert_allclose(cropped, full, rtol=0, atol=1e-5 * np.abs(full).max())
+
+
+@pytest.mark.parametrize("layer", ["conv1_1", "relu1_2", "pool1", "relu2_1", "conv2_2"])
+def test_projections_run_on_the_receptive_field_equal_the_full_pass_fashion(fashion: LoadedModel, layer) -> None:
+    _check_cropped_projections(fashion, D.fashion_inputs(fashion, [3, 8, 21, 40, 77]), layer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", ["relu2_2", "pool3", "relu4_3"])
+def test_projections_run_on_the_receptive_field_equal_the_full_pass_vgg(vgg: LoadedModel, layer) -> None:
+    photos = [p.image for p in D.bundled_photos()[::40]]
+    _check_cropped_projections(vgg, D.photo_inputs(vgg, photos), layer)
 
 
 def test_examples_crop_patches_and_projections_to_the_same_box(fashion: LoadedModel, small) -> None:
