@@ -360,3 +360,31 @@ def test_bad_arguments_are_refused(fashion: LoadedModel, small) -> None:
         D.unit_projection(fashion, x[0], "conv1_1", 99, 0, 0)
     with pytest.raises(ValueError, match="inside"):
         D.unit_projection(fashion, x[0], "conv1_1", 0, 28, 0)
+
+
+@pytest.mark.slow
+def test_threads_sharing_the_model_get_the_sequential_results(fashion: LoadedModel) -> None:
+    """Tables, projections and geometry from several sessions at once equal those computed alone,
+    and nothing is left on the shared module."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = D.fashion_inputs(fashion, range(48))
+    table = D.top_units_table(fashion, x, k=5, batch_size=16)
+    projection = D.unit_projection(fashion, x[5], "relu2_1", 2, 3, 4)
+    hooks_before = sum(len(m._forward_hooks) + len(m._backward_hooks) for m in fashion.module.modules())
+
+    def job(i: int):
+        if i % 2:
+            return D.top_units_table(fashion, x, k=5, batch_size=16)
+        return D.unit_projection(fashion, x[5], "relu2_1", 2, 3, 4)
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(job, range(12)))
+    for i, result in enumerate(results):
+        if i % 2:
+            for layer in table.layers:
+                np.testing.assert_array_equal(result.images[layer], table.images[layer])
+                np.testing.assert_array_equal(result.values[layer], table.values[layer])
+        else:
+            np.testing.assert_array_equal(result, projection)
+    assert sum(len(m._forward_hooks) + len(m._backward_hooks) for m in fashion.module.modules()) == hooks_before
