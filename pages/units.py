@@ -196,7 +196,7 @@ with st.expander("Where in its image? Pick one of the nine"):
     )
 
 st.subheader("Your image")
-value, y, x = D.unit_on_image(model, sel.x, layer, channel)
+value, y, x = sel.analysis(D.unit_on_image, layer=layer, channel=channel)
 share = table.share_below(layer, channel, value)
 c1, c2 = st.columns([1, 1])
 c1.markdown(
@@ -206,14 +206,14 @@ c1.markdown(
     + (f" (the 9th best of them reached {examples[-1].value:.3g})." if len(examples) == 9 else ".")
 )
 box = D.receptive_box(model, layer, y, x)
-mine = D.unit_projection(model, sel.x, layer, channel, y, x)
+mine = sel.analysis(D.unit_projection, layer=layer, channel=channel, y=y, x_pos=x)
 c1.image(_pair(model, D.crop(sel.x[0].numpy(), box), D.crop(mine, box)), caption="what it saw · projection")
 c2.plotly_chart(
     figures.boxed_image(np.asarray(common.model_input_rgb(sel)), box, "where on your image", height=320),
     width="stretch",
 )
 
-if names:
+if names and label_kind != "file":  # file names are all different: nothing to count
     top = min(D.LABEL_TOP, table.k)
     counts = D.label_counts(table, layer, channel, names, top)
     st.subheader(f"Which {label_kind}s its {top} best images have")
@@ -228,8 +228,6 @@ first = st.selectbox(
     format_func=lambda s: f"{s}–{min(s + OVERVIEW, channels) - 1}",
     key=f"units_overview_{sel.model_key}_{layer}",
 )
-
-
 shown = range(first, min(first + OVERVIEW, channels))
 patches = _examples().get_or_compute(
     ("overview", sel.model_key, data_key, layer, first),
