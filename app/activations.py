@@ -23,6 +23,7 @@ from torch import fx
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from app import precision as prec
+from app import sharing
 from app.layers import leaf_layers
 from app.loaded import LoadedModel
 
@@ -45,7 +46,8 @@ def extractor(model: LoadedModel) -> fx.GraphModule:
             graph = _traces.get(key)
             if graph is None:
                 nodes = {row.path: row.name for row in model.layers}
-                traced = create_feature_extractor(model.module, return_nodes=nodes).eval()
+                with sharing.exclusive():  # tracing patches nn.Module.__call__ process-wide
+                    traced = create_feature_extractor(model.module, return_nodes=nodes).eval()
                 _traces[key] = copy.deepcopy(traced.graph)
                 return traced
         return fx.GraphModule(model.module, copy.deepcopy(graph)).eval()
@@ -89,6 +91,6 @@ def truncated(model: LoadedModel, layer: str) -> fx.GraphModule:
 def activations(model: LoadedModel, x: torch.Tensor, precision: str = "fp32") -> dict[str, torch.Tensor]:
     """{layer name: output [N, ...] fp32 on CPU} for every row of `model.layers`, in order."""
     graph = extractor(model)
-    with model.lock, torch.inference_mode(), prec.autocast(model.device, precision):
+    with sharing.forward(), torch.inference_mode(), prec.autocast(model.device, precision):
         out = graph(x.to(model.device, memory_format=torch.channels_last))
     return {name: t.float().contiguous().cpu() for name, t in out.items()}

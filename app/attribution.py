@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import fx, nn
 
+from app import sharing
 from app.activations import derived
 from app.loaded import LoadedModel
 from app.progress import Progress
@@ -127,7 +128,7 @@ def _input_grad(
 ) -> torch.Tensor:
     """d objective / d input, [N, C, H, W] fp32 on CPU."""
     graph = _graph(model, guided, upto)
-    with model.lock, _exact_grad_mode(model):
+    with model.lock, sharing.forward(), _exact_grad_mode(model):
         leaf = _leaf(model, x)
         score = objective(graph(leaf))
         (grad,) = torch.autograd.grad(score, [leaf])
@@ -264,7 +265,7 @@ def guided_units(
 def layer_output(model: LoadedModel, x: torch.Tensor, layer: str) -> torch.Tensor:
     """One layer's output [N, ...] fp32, running the network only up to that layer."""
     graph = _graph(model, False, layer)
-    with model.lock, torch.inference_mode(), _no_autocast(model):
+    with model.lock, sharing.forward(), torch.inference_mode(), _no_autocast(model):
         out = graph(x.to(model.device, memory_format=torch.channels_last))[layer]
     return out.float().cpu()
 
@@ -320,7 +321,7 @@ def _plain_pass(
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """One forward/backward of the class score: (input gradient or None, Grad-CAM [1, 1, H, W])."""
     graph = _graph(model, False, None)
-    with model.lock, _exact_grad_mode(model):
+    with model.lock, sharing.forward(), _exact_grad_mode(model):
         leaf = _leaf(model, x, requires_grad=with_input)
         outs = graph(leaf)
         act = outs[layer]

@@ -35,7 +35,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import fx, nn
 
-from app import attribution
+from app import attribution, sharing
 from app.activations import derived
 from app.datasets import load_fashion_mnist
 from app.embedding import model_inputs
@@ -165,7 +165,7 @@ def unit_geometry(model: LoadedModel) -> dict[str, Geometry | None]:
         graph = derived(model)
         walker = _GeometryPass(graph)
         blank = torch.zeros(1, model.channels, model.input_size, model.input_size, device=model.device)
-        with torch.inference_mode():
+        with sharing.forward(), torch.inference_mode():
             walker.run(blank)
         output = next(n for n in graph.graph.nodes if n.op == "output")
         return {name: walker.geometry.get(node) for name, node in output.args[0].items()}
@@ -433,7 +433,7 @@ def top_units_table(
     on ties); for fully connected layers the unit's value. Ties between images go to
     the lower index. layers: default `unit_layers(model)`. total: the number of images,
     for progress, when `images` is an iterable. Runs in fp32, so a stored value can be
-    recomputed exactly; the model lock is held per batch, not for the whole data set.
+    recomputed exactly; batches run beside other sessions' passes (app.sharing).
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -447,7 +447,7 @@ def top_units_table(
     maxima: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     n = 0
     for x in _as_batches(images, step):
-        with model.lock, torch.inference_mode(), torch.autocast(model.device.type, enabled=False):
+        with sharing.forward(), torch.inference_mode(), torch.autocast(model.device.type, enabled=False):
             out = graph(x.to(model.device, torch.float32, memory_format=torch.channels_last))
         index = np.arange(n, n + len(x), dtype=np.int32)
         for name in layers:

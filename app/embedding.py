@@ -26,6 +26,7 @@ from PIL import Image
 from sklearn.decomposition import PCA
 
 from app import precision as prec
+from app import sharing
 from app.activations import truncated
 from app.datasets import load_fashion_mnist
 from app.loaded import LoadedModel
@@ -94,8 +95,8 @@ def features(
     """Penultimate-layer vectors, float32 [N, D] (D = 4096 for VGG-16, 128 for the Fashion CNN).
 
     Runs in the model's precision (bf16 where the CPU has it natively): the neighbour
-    quality test checks that this keeps neighbours as good as fp32 would. The model
-    lock is held per batch, so other sessions are not blocked for a whole data set.
+    quality test checks that this keeps neighbours as good as fp32 would. Batches run
+    beside other sessions' passes (app.sharing), so no one waits for a whole data set.
     """
     name = penultimate_layer(model)
     graph = truncated(model, name)
@@ -103,7 +104,7 @@ def features(
     out: list[np.ndarray] = []
     done = 0
     for x in model_inputs(model, images, batch_size):
-        with model.lock, torch.inference_mode(), prec.autocast(model.device, precision or model.precision):
+        with sharing.forward(), torch.inference_mode(), prec.autocast(model.device, precision or model.precision):
             f = graph(x.to(model.device, memory_format=torch.channels_last))[name]
         out.append(f.float().flatten(1).cpu().numpy())
         done += len(x)
@@ -134,7 +135,7 @@ def pixels(model: LoadedModel, images: Images, size: int | None = None) -> np.nd
 def predict(model: LoadedModel, feats: np.ndarray) -> np.ndarray:
     """Predicted class index [N] from penultimate features: the last fc layer is all that is left to run."""
     head = model.module.get_submodule(model.layers[_last_fc(model)].path)
-    with model.lock, torch.inference_mode():
+    with sharing.forward(), torch.inference_mode():
         return head(torch.from_numpy(np.asarray(feats, dtype=np.float32))).argmax(1).numpy()
 
 

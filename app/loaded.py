@@ -5,9 +5,9 @@ pre-processing, labels, layer table) so pages and notebooks never rebuild it. It
 lives apart from the registry (app.models) so that analyses can name the type
 without importing the code that builds models.
 
-Thread-safety rule: the module is shared by all Streamlit sessions, so any code
-that runs it holds `model.lock` for the whole forward/backward, and code that
-registers hooks removes them before releasing it.
+Thread-safety rule: the module is shared by all Streamlit sessions. Forward passes
+run side by side under `app.sharing.forward()` (fx tracing waits for them); code that
+puts hooks on the module, and gradient passes, also hold `model.lock`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import nn
 from torchvision.transforms import v2 as T
 
 from app import precision as prec
+from app import sharing
 from app.layers import LayerInfo
 from app.numeric import softmax
 
@@ -60,6 +61,9 @@ class LoadedModel:
         keys (a guided graph asks for the traced extractor). Derived objects hold no
         per-call state, so sessions share them.
         """
+        built = self._derived.get(key)  # once built, no lock: passes must not queue behind analyses
+        if built is not None:
+            return built
         with self.lock:
             if key not in self._derived:
                 self._derived[key] = build()
@@ -118,13 +122,13 @@ class LoadedModel:
         return (x.squeeze(0) * std + mean).clamp(0, 1)
 
     def logits(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-        """Logits [N, classes] in fp32, computed under the model lock.
+        """Logits [N, classes] in fp32; runs beside other forward passes (app.sharing).
 
         Predictions default to fp32: they are shown as probabilities, and bf16
         moved VGG-16's top-5 probabilities by up to 3 % (benchmarks/forward.py),
         more than the 1 % we accept. Bulk analyses use `self.precision` instead.
         """
-        with self.lock, torch.inference_mode(), prec.autocast(self.device, precision):
+        with sharing.forward(), torch.inference_mode(), prec.autocast(self.device, precision):
             return self.module(x.to(self.device)).float().cpu()
 
     def top_k(self, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:

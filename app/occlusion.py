@@ -32,6 +32,7 @@ from torch import fx, nn
 from torchvision.transforms.v2 import functional as TF
 
 from app import precision as prec
+from app import sharing
 from app.activations import extractor
 from app.loaded import LoadedModel
 from app.numeric import pair, softmax
@@ -440,12 +441,12 @@ def occlusion_map(
     # no_grad rather than inference_mode: autocast caches its bf16 copies of the weights
     # across batches only outside inference mode (VGG's fc layers would be re-cast every batch)
     with torch.no_grad(), prec.autocast(model.device, resolved):
-        with model.lock:
+        with sharing.forward():
             base = engine.base()[0]
         batch = batch_size or _default_batch(engine.macs_per_position(model))
         start = time.perf_counter()
         for first in range(0, len(iy), batch):
-            with model.lock:  # one batch per lock hold: other sessions can use the model in between
+            with sharing.forward():  # per batch, so a trace waiting to start (a model loading) waits one batch
                 chunks.append(engine.batch(iy[first : first + batch], ix[first : first + batch]).cpu())
             if progress is not None:
                 progress(min(first + batch, len(iy)), len(iy))
@@ -486,7 +487,7 @@ def estimate_seconds(
         macs = dense.macs_per_position(model)
         n = int(np.clip(round(2e9 / max(macs, 1)), 1, 256))  # a batch worth timing: ~2 GMAC
         batch = x.expand(n, -1, -1, -1).to(model.device, memory_format=torch.channels_last)
-        with torch.no_grad(), prec.autocast(model.device, resolved), model.lock:
+        with torch.no_grad(), prec.autocast(model.device, resolved), sharing.forward():
             model.module(batch)  # warm-up
             start = time.perf_counter()
             model.module(batch).cpu()

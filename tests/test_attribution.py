@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from app import attribution as attr
+from app import sharing
 from app.activations import activations
 from app.datasets import load_fashion_mnist
 from app.errors import DatasetMissingError
@@ -304,8 +305,8 @@ def run_job(model: LoadedModel, x: torch.Tensor, job: str) -> np.ndarray:
         return attr.guided_backprop(model, x, layer="relu2_1", channel=attr.most_active_channel(model, x, "relu2_1"))
     if job == "gradcam":
         return attr.grad_cam(model, x, target, "conv1_2")
-    if job == "captum hooks":  # another analysis that hooks the shared ReLUs, as the rules allow: under the lock
-        with model.lock:
+    if job == "captum hooks":  # hooks on the shared ReLUs, as app.sharing allows: alone, under the lock
+        with model.lock, sharing.exclusive():
             return GuidedBackprop(model.module).attribute(x.clone(), target=target)[0].detach().numpy()
     if job == "compare":
         return np.concatenate([m.ravel() for m in attr.class_maps(model, x, target).values()])
