@@ -394,16 +394,39 @@ def _unit_maxima(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values, y * w + x
 
 
+def _relu_of_maxima(maxima: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ReLU's maxima from its input's, without touching the map: ReLU keeps the order of positive
+    values, so the largest output is the rectified largest input at the same (first) position;
+    when no input is positive every output is 0 and the first position is 0."""
+    values, positions = maxima
+    return values.clamp(min=0), torch.where(values > 0, positions, torch.zeros_like(positions))
+
+
+def _is_relu(model: LoadedModel, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return isinstance(model.module.get_submodule(node.target), nn.ReLU)
+    return node.op == "call_function" and node.target in (torch.relu, torch.nn.functional.relu)
+
+
 def _maxima_graph(model: LoadedModel, layers: Sequence[str]) -> fx.GraphModule:
-    """The model's graph returning {layer: (max [N, C], position [N, C])}; built once per model and layer set."""
+    """The model's graph returning {layer: (max [N, C], position [N, C])}; built once per model and layer set.
+
+    A ReLU whose input is also reported takes its maxima from its input's (a third of the
+    reductions in VGG-16: each one reads a whole feature map)."""
 
     def edit(graph: fx.Graph) -> None:
         output = next(n for n in graph.nodes if n.op == "output")
         outputs = output.args[0]
-        reduced = {}
+        reduced: dict[str, fx.Node] = {}
+        by_node = {outputs[name]: name for name in layers}
         for name in layers:
-            with graph.inserting_after(outputs[name]):  # right after the layer: its map can be freed early
-                reduced[name] = graph.call_function(_unit_maxima, (outputs[name],))
+            node = outputs[name]
+            source = by_node.get(node.args[0]) if node.args and isinstance(node.args[0], fx.Node) else None
+            with graph.inserting_after(node):  # right after the layer: its map can be freed early
+                if _is_relu(model, node) and source in reduced:
+                    reduced[name] = graph.call_function(_relu_of_maxima, (reduced[source],))
+                else:
+                    reduced[name] = graph.call_function(_unit_maxima, (node,))
         output.args = (reduced,)
 
     return model.cached(("unit_maxima", tuple(layers)), lambda: derived(model, edit=edit))

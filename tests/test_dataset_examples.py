@@ -108,6 +108,15 @@ def test_unit_maxima_take_the_first_position_in_raster_order(layout: torch.memor
     np.testing.assert_array_equal(positions.numpy(), flat.argmax(2))  # numpy: first occurrence
 
 
+def test_a_relus_maxima_follow_from_its_inputs() -> None:
+    t = torch.randn(5, 8, 6, 7).contiguous(memory_format=torch.channels_last)
+    t[:, :3] = -t[:, :3].abs()  # channels with nothing positive: ReLU gives all zeros there
+    got = D._relu_of_maxima(D._unit_maxima(t))
+    expected = D._unit_maxima(torch.relu(t))
+    np.testing.assert_array_equal(got[0].numpy(), expected[0].numpy())
+    np.testing.assert_array_equal(got[1].numpy(), expected[1].numpy())
+
+
 def test_quantiles_rank_a_new_value_among_the_data_set(fashion: LoadedModel, small) -> None:
     x, table = small
     out = activations(fashion, x)["relu2_2"][:, 4].flatten(1).amax(1).numpy()
