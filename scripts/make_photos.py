@@ -5,7 +5,9 @@ real photos shipped with the app. They come from scikit-image's sample data (a
 development-time source only: the app reads the JPEGs in assets/photos/, not
 scikit-image), each released without copyright restrictions (see LICENSE.md there).
 Each photo is centre-cropped to a square, shrunk to 256x256 and saved as JPEG; the
-app makes 20 variants of each (crops, mirror images).
+app makes 20 variants of each (crops, mirror images). The JPEGs are committed; only
+re-making them needs scikit-image (`pip install scikit-image==0.26.0`, the version the
+licence table in assets/photos/LICENSE.md was checked against), so it is no dependency.
 """
 
 from __future__ import annotations
