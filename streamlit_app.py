@@ -11,7 +11,7 @@ from starlette.formparsers import MultiPartParser
 
 from app.models import MODEL_NAMES
 from app.samples import sample_bytes, samples
-from pages.common import FASHION_INTAKE, IMAGE_BYTES, IMAGE_SOURCE, INTAKE, MODEL_CHOICE
+from pages.common import FASHION_INTAKE, IMAGE_BYTES, IMAGE_SOURCE, INTAKE, INTAKE_LABEL, MODEL_CHOICE, preview
 
 # Uploads must never touch the disk: Starlette spools request bodies over 1 MiB to a
 # temporary file; keep them in memory up to the upload cap (+1 MiB for the form).
@@ -76,21 +76,50 @@ def _image_picker(model_name: str) -> None:
         )
         kept = st.session_state.get("camera")
     if kept and source != "Sample":
-        size = len(kept[1])
-        st.sidebar.caption(
-            f"Using **{kept[0]}** ({size / 1024:.0f} KB)." if size >= 1024 else f"Using **{kept[0]}** ({size} bytes)."
-        )
+        _show_kept(source, kept)
+        kept = st.session_state.get(STORE_KEYS[source])  # None when the user chose to forget it
     st.session_state[IMAGE_BYTES] = kept[1] if kept else None
+
+
+STORE_KEYS = {"Upload": "upload", "Camera": "camera"}
+WIDGET_KEYS = {"Upload": "upload_widget", "Camera": "camera_widget"}
+
+
+def _forget(store_key: str) -> None:
+    st.session_state[store_key] = None
+
+
+def _show_kept(source: str, kept: tuple[str, bytes]) -> None:
+    """Show the image in use. The upload box empties itself when the user visits another image
+    source, while the bytes are kept; without a picture here the box said "nothing" while the
+    pages used the old file."""
+    size = len(kept[1])
+    amount = f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
+    if st.session_state.get(WIDGET_KEYS[source]) is not None:
+        st.sidebar.caption(f"Using **{kept[0]}** ({amount}).")
+        return
+    left, right = st.sidebar.columns([1, 2])
+    small = preview(kept[1])
+    if small is not None:  # a file the pages reject is explained there
+        left.image(small, width="stretch")
+    right.caption(f"Still using **{kept[0]}** ({amount}), chosen earlier. Add a file above to replace it.")
+    right.button("Forget it", key=f"forget_{source}", on_click=_forget, args=(STORE_KEYS[source],))
 
 
 def main() -> None:
     _keep_sidebar_state()
+    # The navigation is drawn by hand under the title: Streamlit's own sidebar navigation
+    # always sits above everything else, which put the page links above the app's name.
+    page = st.navigation(PAGES, position="hidden")
     st.sidebar.title(":material/biotech: CNN Lens")
+    for p in PAGES:
+        st.sidebar.page_link(p)
+    st.sidebar.divider()
     model_name = st.sidebar.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key=MODEL_CHOICE)
     _image_picker(model_name)
     if model_name == "fashion_cnn":
         st.sidebar.radio(
-            "How to read the image",
+            INTAKE_LABEL,
             list(INTAKE),
             format_func=INTAKE.get,
             key=FASHION_INTAKE,
@@ -98,7 +127,7 @@ def main() -> None:
             "background) must first be converted the way Zalando made the data set.",
         )
     st.sidebar.caption("Images stay in memory for your session only; nothing is saved.")
-    st.navigation(PAGES).run()
+    page.run()
 
 
 main()

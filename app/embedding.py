@@ -15,6 +15,7 @@ import contextlib
 import io
 import pickle
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from app.store import store_dir, store_key, write_atomic
 Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
 DEFAULT_PERPLEXITY = 30.0
+PERPLEXITIES = (5, 10, 20, 30, 50)  # the Feature space page's choices
 # openTSNE threads. One: the app's CPU is shared by many sessions, and there OpenMP
 # threads spin-waiting for each other made t-SNE 4-8x slower than one thread (measured
 # on a loaded 2-core CPU; with OMP_WAIT_POLICY=PASSIVE two threads were merely no faster).
@@ -190,6 +192,30 @@ class Map:
             return np.asarray(ref.transform(x), dtype=np.float64)
 
 
+# Seconds per point of t-SNE maps, for estimates before one is computed: the last large map
+# made in this process, else the measured default: 10,000 Fashion-MNIST test points took
+# 60 CPU-s (221 s of wall time with a load of 7 on the 2-core development machine, Nov 2026).
+TSNE_SECONDS_PER_POINT = 0.006
+# Feature vectors of the Fashion CNN come first: 10,000 test images took 3.7 CPU-s (6 s of
+# wall time on the same busy machine).
+FEATURE_SECONDS_PER_IMAGE = 0.0005
+_tsne_pace: list[float] = []
+
+
+def estimate_seconds(n: int, method: str) -> float:
+    """Expected time to map n Fashion-MNIST images from scratch: their features, then the map
+    (PCA is near-instant; t-SNE grows about linearly with n with FFT gradients)."""
+    features_s = n * FEATURE_SECONDS_PER_IMAGE
+    if method == "pca":
+        return features_s + 1e-5 * n
+    return features_s + n * (_tsne_pace[-1] if _tsne_pace else TSNE_SECONDS_PER_POINT)
+
+
+def max_perplexity(n: int) -> float:
+    """The largest perplexity openTSNE accepts for n points: it needs n > 3 * perplexity."""
+    return (n - 1) / 3
+
+
 def tsne_map(
     features: np.ndarray,
     perplexity: float = 30,
@@ -208,7 +234,8 @@ def tsne_map(
     n = len(x)
     if n < 4:
         raise ValueError("t-SNE needs at least 4 points")
-    perplexity = float(min(perplexity, (n - 1) / 3))
+    perplexity = float(min(perplexity, max_perplexity(n)))
+    started = time.perf_counter()
     total, every = 800, 25  # 50 steps for affinities + initialisation, then 750 iterations
     if progress:
         progress(0, total)
@@ -243,6 +270,8 @@ def tsne_map(
         callbacks=phase(offset + tsne.early_exaggeration_iter),
         callbacks_every_iters=every,
     )
+    if gradient == "fft":  # the regime of the test-set map; small maps are mostly fixed costs
+        _tsne_pace[:] = [(time.perf_counter() - started) / n]
     emb -= (emb.max(axis=0) + emb.min(axis=0)) / 2  # the frame openTSNE's transform works in
     if gradient == "fft":
         emb.prepare_interpolation_grid()
@@ -303,6 +332,11 @@ def nearest(
 
 def _store_key(model: LoadedModel, method: str, params: dict[str, Any]) -> str:
     return store_key(model, version=_STORE_VERSION, method=method, params=params, openTSNE=openTSNE.__version__)
+
+
+def is_stored(model: LoadedModel, method: str, params: dict[str, Any] | None = None) -> bool:
+    """Whether fashion_test_map(model, method, params) will only read a file (no waiting)."""
+    return (store_dir() / f"fashion_test_{method}_{_store_key(model, method, dict(params or {}))}.pkl").exists()
 
 
 def map_params(method: str, perplexity: float = DEFAULT_PERPLEXITY) -> dict[str, Any]:

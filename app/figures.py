@@ -7,6 +7,7 @@ hundreds of subplots: a 512-channel layer stays a light, responsive figure.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -15,6 +16,16 @@ from plotly.colors import qualitative, sample_colorscale
 
 GAP = np.nan  # mosaic gaps render transparent
 CLASS_PALETTE = qualitative.Dark24  # one colour per class in maps of predicted classes
+# Groups in scatter maps: ten colours that all stand out on white (Streamlit's default
+# theme drew one class light grey, nearly invisible on a projector).
+GROUP_PALETTE = qualitative.D3
+
+# One colour convention for signed values (weights, maps before ReLU, probability drops),
+# stated here once: every signed figure uses SIGNED_SCALE centred on 0, and every caption
+# that explains it quotes SIGNED_WORDS. Plotly's "RdBu" runs red -> blue from low to high,
+# so the convention "red = positive" needs its reverse.
+SIGNED_SCALE = "RdBu_r"
+SIGNED_WORDS = "red = positive, blue = negative, white = 0"
 
 
 def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") -> go.Figure:
@@ -71,11 +82,15 @@ def feature_grid(
     shared_scale: bool = True,
     colorscale: str = "Viridis",
     max_cells: int = 250_000,
+    cols: int | None = None,
+    titles: Sequence[str] | None = None,
+    height: int = 640,
 ) -> go.Figure:
     """All channels of one layer as a mosaic; hover tells the channel number.
 
     shared_scale=False stretches each map to its own min..max, which shows the
-    pattern inside weak maps but hides how weak they are.
+    pattern inside weak maps but hides how weak they are. cols fixes the number of
+    tiles per row (default: about square); titles name each tile above it.
     """
     maps = np.asarray(maps, dtype=np.float32)
     order = np.arange(len(maps)) if order is None else np.asarray(order)
@@ -86,7 +101,7 @@ def feature_grid(
         lo = tiles.min(axis=(1, 2), keepdims=True)
         span = tiles.max(axis=(1, 2), keepdims=True) - lo
         tiles = np.where(span > 0, (tiles - lo) / np.where(span > 0, span, 1), 0.0)
-    cols = math.ceil(math.sqrt(n * tiles.shape[1] / tiles.shape[2]))
+    cols = cols or math.ceil(math.sqrt(n * tiles.shape[1] / tiles.shape[2]))
     values, index = mosaic(tiles, cols)
     channel = np.where(index >= 0, order[np.clip(index, 0, None)], -1)
     fig = go.Figure(
@@ -98,13 +113,30 @@ def feature_grid(
             colorbar=dict(title="activation" if shared_scale else "per-map<br>0..1", thickness=12),
         )
     )
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", constrain="domain")
-    fig.update_xaxes(showticklabels=False, constrain="domain")
-    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=640, plot_bgcolor="white")
+    h, w = tiles.shape[1:]
+    for i, title in enumerate(titles or []):
+        r, c = divmod(i, cols)
+        fig.add_annotation(
+            x=c * (w + 1) + (w - 1) / 2, y=r * (h + 1) - 0.5, text=title, showarrow=False, yanchor="bottom"
+        )
+    # no grid lines or zero lines: they showed through the empty cells of a last, unfilled row
+    axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", constrain="domain")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", **axes)
+    fig.update_xaxes(**axes)
+    fig.update_layout(margin=dict(l=0, r=0, t=30 if titles else 10, b=0), height=height, plot_bgcolor="white")
     return fig
 
 
-def heatmap(values: np.ndarray, title: str = "", colorscale: str = "Viridis", zmid: float | None = None) -> go.Figure:
+def heatmap(
+    values: np.ndarray,
+    title: str = "",
+    colorscale: str = "Viridis",
+    zmid: float | None = None,
+    signed: bool = False,
+) -> go.Figure:
+    """One 2-D map with pixel hover; signed=True draws it in the signed convention (SIGNED_WORDS)."""
+    if signed:
+        colorscale, zmid = SIGNED_SCALE, 0.0
     fig = go.Figure(
         go.Heatmap(
             z=values,
@@ -121,10 +153,18 @@ def heatmap(values: np.ndarray, title: str = "", colorscale: str = "Viridis", zm
     return fig
 
 
-def colorize(values: np.ndarray, colorscale: str = "Jet") -> np.ndarray:
-    """Map [H, W] values to uint8 RGB with a Plotly colour scale (min..max stretched)."""
+def colorize(values: np.ndarray, colorscale: str = "Jet", signed: bool = False) -> np.ndarray:
+    """Map [H, W] values to uint8 RGB with a Plotly colour scale (min..max stretched).
+
+    signed=True draws them in the signed convention instead (SIGNED_SCALE, stretched
+    symmetrically so 0 is white), whatever colorscale says.
+    """
     v = np.asarray(values, dtype=np.float64)
     lo, hi = np.nanmin(v), np.nanmax(v)
+    if signed:
+        colorscale = SIGNED_SCALE
+        hi = max(abs(lo), abs(hi))
+        lo = -hi
     t = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
     lut = np.array(
         [[int(c) for c in s[4:-1].split(",")] for s in sample_colorscale(colorscale, np.linspace(0, 1, 256))],
@@ -141,10 +181,12 @@ def resize_nearest(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return values[ys][:, xs]
 
 
-def overlay(image: np.ndarray, values: np.ndarray, opacity: float = 0.5, colorscale: str = "Jet") -> np.ndarray:
-    """Blend a coloured map over an RGB uint8 image of the same or a coarser grid."""
+def overlay(
+    image: np.ndarray, values: np.ndarray, opacity: float = 0.5, colorscale: str = "Jet", signed: bool = False
+) -> np.ndarray:
+    """Blend a coloured map (see colorize) over an RGB uint8 image of the same or a coarser grid."""
     rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-    coloured = colorize(resize_nearest(values, rgb.shape[:2]), colorscale)
+    coloured = colorize(resize_nearest(values, rgb.shape[:2]), colorscale, signed)
     return (rgb * (1 - opacity) + coloured * opacity).round().astype(np.uint8)
 
 
@@ -176,30 +218,31 @@ def filter_grid(filters: np.ndarray, upscale: int = 8) -> go.Figure:
 
 
 def kernel_grid(kernels: np.ndarray) -> go.Figure:
-    """One filter's kernels [in, k, k] with a diverging scale centred on zero."""
+    """One filter's kernels [in, k, k] in the signed convention (SIGNED_WORDS), centred on zero."""
     cols = math.ceil(math.sqrt(len(kernels)))
     values, index = mosaic(kernels, cols)
     fig = go.Figure(
         go.Heatmap(
             z=values,
             customdata=index,
-            colorscale="RdBu",
+            colorscale=SIGNED_SCALE,
             zmid=0,
             hovertemplate="input channel %{customdata}<br>weight %{z:.4f}<extra></extra>",
             colorbar=dict(title="weight", thickness=12),
         )
     )
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", constrain="domain")
-    fig.update_xaxes(showticklabels=False, constrain="domain")
+    axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", constrain="domain")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", **axes)
+    fig.update_xaxes(**axes)
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520, plot_bgcolor="white")
     return fig
 
 
 def number_map(
-    values: np.ndarray, title: str, numbers: bool, colorscale: str = "Greys_r", zmid: float | None = None
+    values: np.ndarray, title: str, numbers: bool, colorscale: str = "Greys_r", signed: bool = False
 ) -> go.Figure:
-    """A heatmap that, for small worked examples, prints every value in its cell."""
-    fig = heatmap(values, title, colorscale, zmid=zmid)
+    """A heatmap that, for small worked examples, prints every value in its cell (signed: SIGNED_WORDS)."""
+    fig = heatmap(values, title, colorscale, signed=signed)
     if numbers:
         fig.update_traces(texttemplate="%{z:.4~g}", textfont=dict(size=11))
     fig.update_layout(height=360)
@@ -246,12 +289,14 @@ def occlusion_grid(
             colorscale=colorscale,
             zmid=zmid,
             hovertemplate=f"{value_name} %{{z:.4g}}<br>window %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
-            colorbar=dict(thickness=12),
+            # under the map, not beside it: a tall bar beside a square map in a narrow column
+            # shrank the map to ~115 px on a 1024 px screen
+            colorbar=dict(orientation="h", thickness=12, y=-0.18, yanchor="top", len=0.9),
         )
     )
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)")
     fig.update_xaxes(constrain="domain", title="window centre x (px)")
-    fig.update_layout(title=title, margin=dict(l=60, r=0, t=40, b=50), height=460)
+    fig.update_layout(title=title, margin=dict(l=50, r=10, t=60, b=80), height=460)
     return fig
 
 
@@ -293,7 +338,7 @@ def scatter_map(coords: np.ndarray, groups: list[str], hover: list[str], you: np
     """
     fig = go.Figure()
     names, texts = np.asarray(groups), np.asarray(hover)
-    for name in sorted(set(groups)):
+    for i, name in enumerate(sorted(set(groups))):
         idx = np.flatnonzero(names == name)
         fig.add_trace(
             go.Scattergl(
@@ -301,7 +346,11 @@ def scatter_map(coords: np.ndarray, groups: list[str], hover: list[str], you: np
                 y=coords[idx, 1],
                 mode="markers",
                 name=name,
-                marker={"size": 4 if len(coords) > 2000 else 8, "opacity": 0.75},
+                marker={
+                    "size": 4 if len(coords) > 2000 else 8,
+                    "opacity": 0.75,
+                    "color": GROUP_PALETTE[i % len(GROUP_PALETTE)],
+                },
                 customdata=idx,
                 text=texts[idx],
                 hovertemplate=f"{name}<br>%{{text}}<extra></extra>",

@@ -240,6 +240,15 @@ class Collection:
     def images(self) -> list[Image.Image]:
         return [item.image for item in self.items]
 
+    def find(self, key: str) -> int | None:
+        """Index of the first image whose bytes hash to `key` (see image_key), or None.
+
+        The feature-space page uses it to take the user's own image from the collection's
+        computation when it is part of it, so it is its own nearest neighbour at distance 0
+        (a separate pass resizes and batches differently and lands a little apart).
+        """
+        return next((i for i, item in enumerate(self.items) if item.key == key), None)
+
     @property
     def key(self) -> str:
         """One cache key for the whole collection: its names and contents, in order."""

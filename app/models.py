@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import torchvision
@@ -70,20 +72,36 @@ def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsUnavailableError(f"Could not read weights from {path}: {exc}") from exc
 
 
+def fetch_vgg16_weights(connect_timeout: float = 5.0) -> None:
+    """Put torchvision's VGG-16 ImageNet weights (528 MB) into torch's cache, unless already there.
+
+    The server is first reached with a timeout, so a machine without internet (or behind a
+    firewall that drops packets) learns so in seconds instead of hanging a page; the download
+    itself then runs without one. Raises WeightsUnavailableError with the reason.
+    """
+    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    if (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name).exists():
+        return
+    host = urlparse(url).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=connect_timeout).close()
+        torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError
+        raise WeightsUnavailableError(
+            "Pretrained VGG-16 weights are unavailable (could not download them: "
+            f"{getattr(exc, 'reason', exc)}). Run `make weights` with internet access, "
+            f"or set {VGG_ENV}=/path/to/vgg16.pth."
+        ) from exc
+
+
 def _vgg16(weights: str | Path | None) -> tuple[nn.Module, str, bool]:
     if weights == "default" and os.environ.get(VGG_ENV):
         weights = os.environ[VGG_ENV]
     if weights is None:
         return torchvision.models.vgg16(weights=None), "untrained (random initialisation)", False
     if weights == "default":
-        try:
-            net = torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1, progress=True)
-        except (OSError, RuntimeError) as exc:  # URLError is an OSError
-            raise WeightsUnavailableError(
-                "Pretrained VGG-16 weights are unavailable (could not download them: "
-                f"{getattr(exc, 'reason', exc)}). Run `make weights` with internet access, "
-                f"or set {VGG_ENV}=/path/to/vgg16.pth."
-            ) from exc
+        fetch_vgg16_weights()
+        net = torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)  # from the cache
         return net, "ImageNet (torchvision IMAGENET1K_V1)", True
     net = torchvision.models.vgg16(weights=None)
     try:

@@ -159,23 +159,23 @@ def last_layer(model: LoadedModel, x: torch.Tensor) -> dict[str, np.ndarray]:
 def normalisation(pixels: np.ndarray, mean: float, std: float, bins: int = 32) -> dict[str, dict[str, np.ndarray]]:
     """The three views of the input a network is given: raw 0-255, scaled 0-1, standardised.
 
-    Each stage has "values" and a histogram ("counts", "edges") over its own range,
-    computed with torch.histc; the shapes of the three histograms are identical
-    because both steps are linear, only the axis moves.
+    Each stage has "values" and a histogram ("counts", "edges") over its own range.
+    Both steps are linear, so the histograms are the same counts on a moved axis: the
+    counts are taken once, from the raw 0-255 values (torch.histc), and the edges are
+    mapped through the two steps. Binning the standardised float32 values directly
+    lost the black pixels: (0 - mean) / std rounded just below the float64 lower edge.
     """
     raw = torch.tensor(np.asarray(pixels, dtype=np.float32))
     scaled = raw / 255
     standard = (scaled - mean) / std
+    counts = torch.histc(raw, bins, 0.0, 255.0).numpy()
+    raw_edges = np.linspace(0.0, 255.0, bins + 1)
     stages = {
-        "0–255": (raw, 0.0, 255.0),
-        "0–1": (scaled, 0.0, 1.0),
-        "standardised": (standard, -mean / std, (1 - mean) / std),
+        "0–255": (raw, raw_edges),
+        "0–1": (scaled, raw_edges / 255),
+        "standardised": (standard, (raw_edges / 255 - mean) / std),
     }
     return {
-        name: {
-            "values": t.numpy(),
-            "counts": torch.histc(t, bins, lo, hi).numpy(),
-            "edges": torch.linspace(lo, hi, bins + 1).numpy(),
-        }
-        for name, (t, lo, hi) in stages.items()
+        name: {"values": t.numpy(), "counts": counts.copy(), "edges": edges.astype(np.float32)}
+        for name, (t, edges) in stages.items()
     }

@@ -8,6 +8,10 @@ import streamlit as st
 from app import figures
 from pages import cache, common
 
+# Maps shown at once: at 64 a 1024 px wide projector still gives each tile about 70 px;
+# all 512 maps of a VGG conv4 layer gave 27 px tiles nobody could read.
+CHANNELS_PER_PAGE = 64
+
 sel = common.page(
     "Activations",
     "Each filter of a layer produces one feature map: bright where the filter found its pattern. "
@@ -37,19 +41,30 @@ st.markdown(
     f"**{layer}** ({row.type}): {c} feature maps of {h}×{w}; each unit sees "
     f"{row.rf}×{row.rf} input pixels, and neighbouring units are {row.rf_stride} px apart in the input."
 )
-c1, c2, c3 = st.columns(3)
-sort_by = c1.selectbox("Order channels by", ["channel number", "mean activation", "max activation"])
+c1, c2, c3, c4 = st.columns([3, 2, 2, 2])  # room for "max activation" at 1024 px
+sort_by = c1.selectbox("Order channels by", ["max activation", "mean activation", "channel number"])
 scale = c2.radio("Colour scale", ["shared", "per map"], horizontal=True, help="Per map stretches weak maps.")
-colorscale = c3.selectbox("Colours", ["Viridis", "Greys_r", "Inferno", "RdBu_r"])
+colorscale = c3.selectbox("Colours", ["Viridis", "Greys_r", "Inferno", figures.SIGNED_SCALE])
 order = np.arange(c)
 if sort_by == "mean activation":
     order = np.argsort(maps.mean(axis=(1, 2)))[::-1]
 elif sort_by == "max activation":
     order = np.argsort(maps.max(axis=(1, 2)))[::-1]
+pages = -(-c // CHANNELS_PER_PAGE)
+page = 1
+if pages > 1:
+    page = c4.number_input(
+        f"Page (of {pages})", 1, pages, 1, key=f"act_page_{sel.model_key}_{layer}", help="64 maps at a time"
+    )
+shown = order[(page - 1) * CHANNELS_PER_PAGE : page * CHANNELS_PER_PAGE]
 st.plotly_chart(
-    figures.feature_grid(maps, order, shared_scale=scale == "shared", colorscale=colorscale), width="stretch"
+    figures.feature_grid(maps, shown, shared_scale=scale == "shared", colorscale=colorscale), width="stretch"
 )
-st.caption("Tiles run left to right, top to bottom in the chosen order; hover a tile to see its channel number.")
+st.caption(
+    f"Maps {(page - 1) * CHANNELS_PER_PAGE + 1}–{(page - 1) * CHANNELS_PER_PAGE + len(shown)} of {c}, in the "
+    "chosen order, left to right, top to bottom; hover a tile to see its channel number."
+    + (" The other pages hold the rest." if pages > 1 else "")
+)
 
 st.subheader("One channel up close")
 channel = st.number_input("Channel", 0, c - 1, int(order[0]), key=f"act_channel_{sel.model_key}_{layer}")
@@ -59,11 +74,12 @@ left, right = st.columns(2)
 left.plotly_chart(figures.heatmap(fmap, f"{layer}, channel {channel}", colorscale), width="stretch")
 opacity = right.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
 right.plotly_chart(
-    figures.rgb_figure(figures.overlay(base, fmap, opacity), "over the network's input"), width="stretch"
+    figures.rgb_figure(figures.overlay(base, fmap, opacity, colorscale), "over the network's input"), width="stretch"
 )
 st.caption(
     f"mean {fmap.mean():.3g}, max {fmap.max():.3g}, {100 * (fmap > 0).mean():.0f}% of units above zero. "
-    "The overlay stretches the map to the image, so each cell covers the pixels it is centred on."
+    "The overlay uses the map's colours, from its lowest to its highest value, and stretches the map to the "
+    "image, so each cell covers the pixels it is centred on."
 )
 if st.button(
     f"What does channel {channel} look for? Its best dataset patches",

@@ -14,7 +14,9 @@ Sizes are bounded (max_entries / ttl) so a class of 30 cannot exhaust memory.
 from __future__ import annotations
 
 import inspect
+import os
 import secrets
+import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
@@ -26,7 +28,7 @@ from app.activations import activations
 from app.errors import LensError
 from app.loaded import LoadedModel
 from app.lru import ResultStore
-from app.models import MODEL_NAMES, get_model_or_untrained
+from app.models import MODEL_NAMES, VGG_ENV, fetch_vgg16_weights, get_model, get_model_or_untrained
 from app.progress import Progress
 
 T = TypeVar("T")
@@ -67,12 +69,67 @@ def model(key: str) -> tuple[LoadedModel, str | None]:
     return _shared_models()[key]
 
 
+_retry_lock = threading.Lock()
+_retries: dict[str, threading.Thread] = {}
+_retry_errors: dict[str, str] = {}
+_retry_results: dict[str, LoadedModel] = {}
+
+
+def retry_weights(name: str) -> str:
+    """Try once per process, in the background, to fetch a shipped model's missing weights.
+
+    `make run` tries the download before the server starts; when that failed (no internet
+    yet, a proxy), the first page that shows the untrained fallback tries again without
+    blocking: the server is reached with a timeout and the download runs in a thread. The
+    first page run that sees it arrive swaps the shared model for the trained one and drops
+    every cached result, since those were computed with the random weights under the same keys.
+    Returns "trying", "failed" (reason in `retry_error`), "ready" or "" (nothing to fetch).
+    """
+    if name != "vgg16" or os.environ.get(VGG_ENV):  # a teacher's own weights file: nothing to download
+        return ""
+    with _retry_lock:
+        thread = _retries.get(name)
+        if thread is None:
+
+            def attempt() -> None:
+                try:
+                    fetch_vgg16_weights()
+                    _retry_results[name] = get_model(name)
+                except LensError as exc:
+                    _retry_errors[name] = str(exc)
+
+            thread = _retries[name] = threading.Thread(target=attempt, daemon=True, name="cnn-lens-weights")
+            thread.start()
+        if thread.is_alive():
+            return "trying"
+        loaded = _retry_results.pop(name, None)
+        if loaded is not None:
+            _shared_models()[name] = (loaded, None)
+            for store in (_results(), _data_results()):
+                store.clear()
+            logits.clear()
+            layer_outputs.clear()
+    return "failed" if name in _retry_errors else "ready"
+
+
+def retry_error(name: str) -> str | None:
+    return _retry_errors.get(name)
+
+
 @st.cache_data(max_entries=256, ttl=3600, show_spinner="Running the network on your image…")
 def logits(model_key: str, input_key: str, _x: torch.Tensor) -> np.ndarray:
     return model(model_key)[0].logits(_x)[0].numpy()
 
 
-@st.cache_resource(max_entries=6, ttl=1800, show_spinner="Computing every layer's output…")
+# Memory budgets (issue 15: one person exploring for 15 minutes took a replica past its 3 GB).
+# A replica holds about 1.5 GB after its first visit (docs/HOSTING.md); these caches add at
+# most ~0.9 GB on top: 4 x 55 MB of VGG-16 layer outputs, 300 MB of per-image results,
+# 400 MB of data-set maps (one Fashion-MNIST test-set map is 43-60 MB).
+RESULTS_BYTES = 300 * 2**20
+DATA_RESULTS_BYTES = 400 * 2**20
+
+
+@st.cache_resource(max_entries=4, ttl=1800, show_spinner="Computing every layer's output…")
 def layer_outputs(model_key: str, input_key: str, _x: torch.Tensor) -> dict[str, np.ndarray]:
     """Every layer's output for one image, kept as float16 to halve memory (display only)."""
     out = activations(model(model_key)[0], _x)
@@ -82,13 +139,13 @@ def layer_outputs(model_key: str, input_key: str, _x: torch.Tensor) -> dict[str,
 @st.cache_resource
 def _results() -> ResultStore:
     """One bounded result store per process, shared by all sessions (keys include the image hash)."""
-    return ResultStore(max_entries=128, ttl=3600)
+    return ResultStore(max_entries=128, ttl=3600, max_bytes=RESULTS_BYTES)
 
 
 @st.cache_resource
 def _data_results() -> ResultStore:
     """Data-set-sized results (maps of 10,000 points, a collection's features): fewer, larger entries."""
-    return ResultStore(max_entries=24, ttl=3600)
+    return ResultStore(max_entries=24, ttl=3600, max_bytes=DATA_RESULTS_BYTES)
 
 
 def shared(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
@@ -99,6 +156,11 @@ def shared(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
     key included. Concurrent askers wait for the one computation (ResultStore.get_or_compute).
     """
     return _data_results().get_or_compute(key, compute)
+
+
+def has_shared(key: tuple[Hashable, ...]) -> bool:
+    """Whether `shared(key, ...)` would answer from memory, so a page can warn before a long computation."""
+    return _data_results().get(key)[0]
 
 
 def analysis(
@@ -118,5 +180,15 @@ def analysis(
     kwargs: dict[str, Any] = dict(params)
     if progress is not None and "progress" in inspect.signature(func).parameters:
         kwargs["progress"] = progress
-    key = (func.__module__, func.__qualname__, model_key, input_key, tuple(sorted(params.items())))
-    return _results().get_or_compute(key, lambda: func(model(model_key)[0], x, **kwargs))
+    return _results().get_or_compute(
+        _analysis_key(func, model_key, input_key, params), lambda: func(model(model_key)[0], x, **kwargs)
+    )
+
+
+def _analysis_key(func: Callable[..., Any], model_key: str, input_key: str, params: dict[str, Hashable]) -> tuple:
+    return (func.__module__, func.__qualname__, model_key, input_key, tuple(sorted(params.items())))
+
+
+def has_analysis(func: Callable[..., Any], model_key: str, input_key: str, **params: Hashable) -> bool:
+    """Whether `analysis(func, ...)` would answer from memory, so a page need not warn before it."""
+    return _results().get(_analysis_key(func, model_key, input_key, params))[0]

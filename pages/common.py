@@ -40,6 +40,7 @@ INTAKE = {
     "photo": "Photo: convert to Fashion-MNIST style",
     "dataset": "Already Fashion-MNIST style",
 }
+INTAKE_LABEL = "How to read the image"  # the sidebar radio of INTAKE; error hints refer to it by name
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,18 @@ class Selection:
     input_key: str  # hash of image bytes + model + intake: the cache key of every analysis
     intake: str = ""  # Fashion model only: "photo" or "dataset"
 
+    @property
+    def image_key(self) -> str:
+        """Hash of the image bytes alone (input_key without model and intake), as app.images.image_key."""
+        return self.input_key.partition(":")[0]
+
     def analysis(self, func: Callable[..., Any], progress: Progress | None = None, **params: Hashable) -> Any:
         """`func(model, x, **params)` for this image, computed once and shared (pages.cache.analysis)."""
         return cache.analysis(func, self.model_key, self.input_key, self.x, progress=progress, **params)
+
+    def has(self, func: Callable[..., Any], **params: Hashable) -> bool:
+        """Whether `analysis(func, **params)` is already computed (no wait, no need to ask first)."""
+        return cache.has_analysis(func, self.model_key, self.input_key, **params)
 
     def logits(self) -> np.ndarray:
         return cache.logits(self.model_key, self.input_key, self.x)
@@ -64,9 +74,40 @@ class Selection:
         return softmax(self.logits())
 
 
-@st.cache_data(max_entries=64, ttl=3600, show_spinner=False)
-def _decode(data: bytes) -> Image.Image:
-    return load_image(data)
+# Decoded images are kept at most this large: every analysis works at 224 px or less, and a
+# 6000x4000 photo held at full size costs 72 MB per entry (and 2.6 s per Zalando conversion,
+# measured on the busy 2-core development machine, against 0.1 s at this size).
+WORK_SIDE = 1024
+
+
+@st.cache_resource(max_entries=16, ttl=3600, show_spinner=False)
+def _decode(key: str, _data: bytes) -> Image.Image:
+    """The upload, decoded once per image (keyed by its hash) and shrunk to WORK_SIDE; read-only."""
+    image = load_image(_data)
+    image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
+def preview(data: bytes, side: int = 160) -> Image.Image | None:
+    """A small copy of a chosen image for the sidebar, or None when it cannot be decoded (pages say why)."""
+    try:
+        image = _decode(image_key(data), data)
+    except LensError:
+        return None
+    small = image.copy()
+    small.thumbnail((side, side))
+    return small
+
+
+@st.cache_resource(max_entries=32, ttl=3600, show_spinner="Preparing your image for the network…")
+def _prepare(
+    model_key: str, input_key: str, intake: str, _model: LoadedModel, _image: Image.Image
+) -> tuple[list[PreprocessStep], torch.Tensor]:
+    """Pre-processing steps and model input, once per (model, image, intake), not once per page visit."""
+    if intake:
+        return fashion_input(_model, _image, intake)
+    steps = _model.preprocess_steps(_image)
+    return steps, _model.to_tensor(steps[-1].image)
 
 
 def _session_network(name: str) -> tuple[str, LoadedModel] | None:
@@ -89,12 +130,31 @@ def current_model() -> tuple[str, LoadedModel]:
     if own is not None:
         return own
     loaded, warning = cache.model(name)
+    retry = cache.retry_weights(name) if warning else ""
+    if retry == "ready":  # the weights arrived since the last run: the trained network from now on
+        loaded, warning = cache.model(name)
     if warning:
-        st.warning(
-            f"**Pretrained weights unavailable — showing an untrained {loaded.title}.** {warning}",
-            icon=":material/warning:",
-        )
+        _untrained_banner(name, loaded, warning, retry)
     return name, loaded
+
+
+def _untrained_banner(name: str, loaded: LoadedModel, warning: str, retry: str) -> None:
+    """One line a student can read; what went wrong and how to fix it behind an expander for the teacher."""
+    st.warning(
+        f"This {loaded.title} has **not been trained**: it shows what a network with random weights does, "
+        "not what it learned.",
+        icon=":material/warning:",
+    )
+    with st.expander("Details for the teacher"):
+        st.markdown(
+            {
+                "trying": "The app is trying the download again in the background; reload this page in a few "
+                "minutes to use the trained network.",
+                "failed": "The app tried the download again and it failed too: " + (cache.retry_error(name) or ""),
+                "": "",
+            }[retry]
+        )
+        st.caption(f"When the app started: {warning}")
 
 
 def selection() -> Selection:
@@ -106,25 +166,45 @@ def selection() -> Selection:
             "Choose an image in the sidebar: a sample, your own upload, or a camera shot.", icon=":material/arrow_back:"
         )
         st.stop()
+    key = image_key(data)
     try:
-        image = _decode(data)
+        image = _decode(key, data)
     except LensError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
     intake = ""
+    if model.name == "fashion_cnn":  # the shipped network or one trained in this session
+        intake = st.session_state.get(FASHION_INTAKE, "auto")
+        if intake == "auto":
+            intake = "dataset" if looks_like_fashion_mnist(image) else "photo"
+    input_key = f"{key}:{name}:{intake}"
     try:
-        if name == "fashion_cnn":
-            intake = st.session_state.get(FASHION_INTAKE, "auto")
-            if intake == "auto":
-                intake = "dataset" if looks_like_fashion_mnist(image) else "photo"
-            steps, x = fashion_input(model, image, intake)
-        else:
-            steps = model.preprocess_steps(image)
-            x = model.to_tensor(steps[-1].image)
+        steps, x = _prepare(name, input_key, intake, model, image)
     except LensError as exc:
-        st.error(str(exc), icon=":material/error:")
+        hint = (
+            f" If the image is already in Fashion-MNIST style (a light object on black), choose "
+            f"“{INTAKE['dataset']}” under “{INTAKE_LABEL}” in the sidebar."
+            if intake == "photo"
+            else ""
+        )
+        st.error(str(exc) + hint, icon=":material/error:")
         st.stop()
-    return Selection(name, model, image, steps, x, f"{image_key(data)}:{name}:{intake}", intake)
+    return Selection(name, model, image, steps, x, input_key, intake)
+
+
+def what_the_model_knows(model: LoadedModel) -> str:
+    """What a student must know before trusting a prediction: the network can only answer with its classes."""
+    n = len(model.labels)
+    kinds = (
+        f"the {n} kinds of clothing of Fashion-MNIST ({', '.join(model.labels)}), photographed alone on a plain "
+        "background"
+        if model.name == "fashion_cnn"
+        else f"the {n:,} ImageNet classes (mostly animals and objects)"
+    )
+    return (
+        f"This network only knows {kinds}. It must answer with one of them for any image, even a picture of "
+        "something else, so a high probability does not mean the image shows that class."
+    )
 
 
 def page(title: str, intro: str) -> Selection:
@@ -170,6 +250,34 @@ def npy_bytes(values: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, values)
     return buf.getvalue()
+
+
+# Work expected to take longer than this asks first: the estimate is shown and an explicit
+# button starts it; while it runs it shows progress and a Cancel button.
+LONG_RUN_SECONDS = 3.0
+
+
+def confirm_long_run(seconds: float, what: str, button: str, key: str) -> None:
+    """Stop the page until the user asks for work estimated at over LONG_RUN_SECONDS; return at once if shorter."""
+    if seconds <= LONG_RUN_SECONDS:
+        return
+    slot = st.empty()
+    with slot.container():
+        st.warning(
+            f"{what} takes about {seconds:.0f} s (an estimate: other users share the computer).",
+            icon=":material/timer:",
+        )
+        if not st.button(button, type="primary", key=key):
+            st.stop()
+    slot.empty()  # started: the progress bar takes over
+
+
+def cancel_button(key: str) -> Callable[[], None]:
+    """A Cancel button to draw just before a long computation with progress: clicking it reruns the page,
+    and Streamlit stops the running computation at its next progress update. Returns what removes it."""
+    slot = st.empty()
+    slot.button("Cancel", key=key, icon=":material/cancel:")
+    return slot.empty
 
 
 def model_input_rgb(sel: Selection) -> Image.Image:

@@ -47,7 +47,7 @@ def _fashion_map(model_key: str, method: str, perplexity: float, progress) -> tu
     return cache.shared(("fashion", model_key, method, perplexity), compute)
 
 
-@st.cache_resource(max_entries=4, ttl=3600, show_spinner=False)
+@st.cache_resource(max_entries=2, ttl=3600, show_spinner=False)  # up to 500 images of 512 px: ~375 MB each
 def _collection(files: tuple[tuple[str, bytes], ...]) -> Collection:
     return load_collection(files)
 
@@ -108,8 +108,8 @@ if method == "tsne":
     perplexity = float(
         right.select_slider(
             "Perplexity",
-            [5, 10, 20, 30, 50],
-            value=30,
+            E.PERPLEXITIES,
+            value=int(E.DEFAULT_PERPLEXITY),
             key="fs_perplexity",
             help="Roughly how many neighbours each point tries to stay close to: small values show fine "
             "clusters, large values the overall layout.",
@@ -118,9 +118,25 @@ if method == "tsne":
 
 try:
     if source == FASHION_SET:
+        params = E.map_params(method, perplexity)
+        remove_cancel = None
+        if not cache.has_shared(("fashion", sel.model_key, method, perplexity)) and not E.is_stored(
+            model, method, params
+        ):
+            n = len(load_fashion_mnist("test")[1])
+            common.confirm_long_run(
+                E.estimate_seconds(n, method),
+                f"A new {'t-SNE' if method == 'tsne' else 'PCA'} map of the {n:,} test images"
+                + (f" at perplexity {perplexity:g}" if method == "tsne" else ""),
+                "Compute the map",
+                key="fs_start",
+            )
+            remove_cancel = common.cancel_button("fs_cancel")
         progress, done = _bar("Computing the map of the 10,000 test images (first time only)")
         fmap, labels, feats, preds, pix, thumbs = _fashion_map(sel.model_key, method, perplexity, progress)
         done()
+        if remove_cancel is not None:
+            remove_cancel()
         groups = [model.labels[i] for i in labels]
         label_kind = "true label"
         hover = [f"test image #{i}" for i in range(len(labels))]
@@ -158,15 +174,25 @@ except LensError as exc:
     st.stop()
 
 map_key = f"{data_key}:{method}:{perplexity}"
-mine = sel.analysis(E.features)
-mine_pixels = sel.analysis(E.pixels, size=PIXEL_SIDE if model.input_size > PIXEL_SIDE else None)
-you = _place(map_key, sel.input_key, fmap, mine)
+row = collection.find(sel.image_key) if source == OWN_SET else None
+if row is not None:  # the user's image is in the collection: the same computation, so its own neighbour at 0
+    mine, mine_pixels, you = feats[row : row + 1], pix[row : row + 1], fmap.coords[row]
+else:
+    mine = sel.analysis(E.features)
+    mine_pixels = sel.analysis(E.pixels, size=PIXEL_SIDE if model.input_size > PIXEL_SIDE else None)
+    you = _place(map_key, sel.input_key, fmap, mine)
 
 if method == "pca":
     a, b = fmap.explained_variance_ratio
     title = f"PCA: the two axes keep {a:.1%} + {b:.1%} = {a + b:.1%} of the spread"
 else:
-    title = f"t-SNE (perplexity {fmap.params['perplexity']:g}), coloured by {label_kind}"
+    used = fmap.params["perplexity"]
+    capped = (
+        f": {perplexity:g} needs {3 * perplexity + 1:.0f} images or more, {len(fmap.coords)} allow at most {used:.3g}"
+        if used < perplexity
+        else ""
+    )
+    title = f"t-SNE (perplexity {used:.3g}{capped}), coloured by {label_kind}"
 event = st.plotly_chart(
     figures.scatter_map(fmap.coords, groups, hover, you, title),
     width="stretch",
@@ -180,7 +206,12 @@ st.caption(
         "PCA is a linear projection: distances along the axes are real, but most of the spread is not shown."
         if method == "pca"
         else "t-SNE keeps neighbours together but not distances: the size of a cluster and the gaps between "
-        "clusters mean little. Your image (★) was placed into the finished map, not used to build it."
+        "clusters mean little. "
+        + (
+            "Your image (★) is part of this collection, so it sits where the map put it."
+            if row is not None
+            else "Your image (★) was placed into the finished map, not used to build it."
+        )
     )
 )
 

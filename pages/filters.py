@@ -38,7 +38,7 @@ st.plotly_chart(figures.kernel_grid(kernels), width="stretch")
 norms = np.abs(kernels).sum(axis=(1, 2))
 st.caption(
     f"Filter {index} of {layer} has one {kernels.shape[1]}×{kernels.shape[2]} kernel per input channel "
-    f"({kernels.shape[0]} in all); red = positive, blue = negative. The input channels it weighs most: "
+    f"({kernels.shape[0]} in all); {figures.SIGNED_WORDS}. The input channels it weighs most: "
     + ", ".join(str(i) for i in np.argsort(norms)[::-1][:5])
     + "."
 )

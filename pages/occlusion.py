@@ -10,12 +10,11 @@ from app import occlusion as occ
 from pages import common
 
 FILLS = {
-    "zero": "dataset mean colour (0 after normalisation)",
+    "zero": "data-set mean colour",
     "mean": "this image's mean colour",
     "grey": "mid-grey",
     "blur": "blurred copy of the image",
 }
-WARN_SECONDS = 8.0
 
 sel = common.page(
     "Occlusion",
@@ -29,7 +28,9 @@ size = model.input_size
 big = size > 64
 windows = [8, 16, 24, 32, 48, 64, 96] if big else [2, 3, 4, 5, 6, 7, 8, 10, 14]
 
-c1, c2, c3, c4 = st.columns([1, 1, 1.4, 2])
+# Two rows of two: in one row of four, a 1024 px projector cut the Fill choice's text.
+c1, c2 = st.columns(2)
+c3, c4 = st.columns(2)
 window = c1.select_slider("Window (px)", windows, value=32 if big else 5, key=f"occ_window_{sel.model_key}")
 strides = [s for s in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64) if s <= window]
 stride = c2.select_slider(
@@ -40,7 +41,12 @@ stride = c2.select_slider(
     help="How far the window moves between copies. Smaller strides give finer maps but take longer.",
 )
 fill = c3.selectbox(
-    "Fill", list(FILLS), format_func=FILLS.get, key="occ_fill", help="What the hidden square is replaced with."
+    "Fill",
+    list(FILLS),
+    format_func=FILLS.get,
+    key="occ_fill",
+    help="What the hidden square is replaced with. The data-set mean colour is 0 after normalisation, "
+    "the average input of the training set.",
 )
 with c4:
     target = common.class_picker(sel, "Class", key=f"occ_target_{sel.model_key}")
@@ -57,15 +63,13 @@ run_key = (sel.input_key, *params.values())
 done = st.session_state.setdefault("occ_done", set())
 
 if run_key not in done:
-    seconds = occ.estimate_seconds(model, window, stride, precision)
-    if seconds > WARN_SECONDS:
-        st.warning(
-            f"{n_y * n_x} positions: this will take about {seconds:.0f} s (other users share the computer). "
-            "A larger stride is quicker.",
-            icon=":material/timer:",
-        )
-        if not st.button(f"Compute {n_y * n_x} occluded copies", type="primary"):
-            st.stop()
+    common.confirm_long_run(
+        occ.estimate_seconds(model, window, stride, precision),
+        f"Occluding {n_y * n_x} positions (a larger stride is quicker)",
+        f"Compute {n_y * n_x} occluded copies",
+        key="occ_start",
+    )
+    remove_cancel = common.cancel_button("occ_cancel")
     bar = st.progress(0.0, text="Occluding…")
     result = sel.analysis(
         occ.occlusion_map,
@@ -73,6 +77,7 @@ if run_key not in done:
         **params,
     )
     bar.empty()
+    remove_cancel()
     done.add(run_key)
 else:
     result = sel.analysis(occ.occlusion_map, **params)
@@ -112,7 +117,7 @@ with tab_score:
         left, right = st.columns(2)
         with left:
             st.plotly_chart(
-                grid_figure(values, f"{label}: {kind} with the window here", "Viridis", kind),
+                grid_figure(values, f"{label}:<br>{kind} with the window here", "Viridis", kind),
                 width="stretch",
                 key="occ_score_fig",
                 theme=None,
@@ -134,18 +139,19 @@ with tab_drop:
         left, right = st.columns(2)
         with left:
             st.plotly_chart(
-                grid_figure(drop, f"drop in P({label})", "RdBu_r", "drop", zmid=0.0),
+                grid_figure(drop, f"drop in P({label})", figures.SIGNED_SCALE, "drop", zmid=0.0),
                 width="stretch",
                 key="occ_drop_fig",
                 theme=None,
             )
-            downloads("drop_map", figures.colorize(drop, "RdBu_r"), drop)
+            downloads("drop_map", figures.colorize(drop, signed=True), drop)
         with right:
-            blended = figures.overlay(base, pixels, opacity, "Jet")
+            blended = figures.overlay(base, pixels, opacity, signed=True)
             st.plotly_chart(figures.rgb_figure(blended, "over the input"), width="stretch", key="occ_drop_over")
             downloads("drop_overlay", blended, pixels)
         st.caption(
-            "How much the probability of the class falls when each region is hidden (red: falls, blue: rises). "
+            "How much the probability of the class falls when each region is hidden "
+            f"({figures.SIGNED_WORDS}: red where it falls, blue where it rises). "
             "The overlay gives every pixel the average drop over the windows that covered it, so the red "
             "regions are the ones the network needed most."
         )

@@ -65,7 +65,7 @@ fmap = pg.convolve(image, kernel, padding=1 if padding else 0)
 c1, c2 = st.columns(2)
 c1.plotly_chart(figures.number_map(image, "input (grey 0–255)", numbers), width="stretch", key="pg_in")
 c2.plotly_chart(
-    figures.number_map(fmap, f"feature map ({preset} weights)", numbers, "RdBu_r", 0.0), width="stretch", key="pg_fmap"
+    figures.number_map(fmap, f"feature map ({preset} weights)", numbers, signed=True), width="stretch", key="pg_fmap"
 )
 st.caption(f"Input {image.shape[0]}×{image.shape[1]} → feature map {fmap.shape[0]}×{fmap.shape[1]}.")
 
@@ -73,13 +73,13 @@ st.caption(f"Input {image.shape[0]}×{image.shape[1]} → feature map {fmap.shap
 st.header("2. ReLU")
 st.markdown(
     "The activation keeps positive responses as they are and replaces every negative one with zero. "
-    "Red is positive, blue negative: after ReLU the blue is gone, so only the places where the kernel's "
+    f"Colours: {figures.SIGNED_WORDS}. After ReLU the blue is gone, so only the places where the kernel's "
     "pattern was really present stay switched on."
 )
 activated = pg.relu(fmap)
 c1, c2 = st.columns(2)
-c1.plotly_chart(figures.number_map(fmap, "before ReLU", numbers, "RdBu_r", 0.0), width="stretch", key="pg_pre_relu")
-c2.plotly_chart(figures.number_map(activated, "after ReLU", numbers, "RdBu_r", 0.0), width="stretch", key="pg_relu")
+c1.plotly_chart(figures.number_map(fmap, "before ReLU", numbers, signed=True), width="stretch", key="pg_pre_relu")
+c2.plotly_chart(figures.number_map(activated, "after ReLU", numbers, signed=True), width="stretch", key="pg_relu")
 st.caption(f"{100 * (fmap < 0).mean():.0f} % of the values were negative and became 0.")
 
 # ---------------------------------------------------------------- pooling
@@ -163,14 +163,13 @@ st.markdown(
 )
 stack = pg.feature_stack(image)
 vector = pg.global_average_pool(stack)
-c1, c2 = st.columns([3, 2])
-c1.plotly_chart(figures.feature_grid(stack, shared_scale=False), width="stretch", key="pg_stack")
-c2.plotly_chart(
-    figures.value_bars(vector, list(pg.KERNELS), "mean of each map"),
+st.plotly_chart(
+    figures.feature_grid(stack, shared_scale=False, cols=len(stack), titles=list(pg.KERNELS), height=220),
     width="stretch",
-    key="pg_gap",
+    key="pg_stack",
 )
-st.caption("Tiles left to right, top to bottom: " + ", ".join(pg.KERNELS) + ".")
+st.plotly_chart(figures.value_bars(vector, list(pg.KERNELS), "mean of each map"), width="stretch", key="pg_gap")
+st.caption("Each map above becomes one number below: its mean.")
 
 # ---------------------------------------------------------------- FC + softmax
 st.header("4. Fully connected layer and softmax")

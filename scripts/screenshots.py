@@ -1,9 +1,12 @@
 """Screenshot app pages in headless Chromium, to look at what users see.
 
-    python -m scripts.screenshots OUTDIR [--model fashion_cnn] [--pages prediction activations ...]
+    python -m scripts.screenshots OUTDIR [--model fashion_cnn vgg16] [--pages prediction ...]
+                                         [--sizes 1024x768 1440x900]
 
-Starts its own server on a free loopback port, picks the model and the first
-sample image, opens each page and saves OUTDIR/<model>_<page>.png.
+Starts its own server on a free loopback port; for each window size and model picks
+the model and the first sample image, opens each page and saves
+OUTDIR/<model>_<page>_<size>.png (the whole page, not only the first screen).
+1024x768 and 1440x900 are an old and a current classroom projector.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from pathlib import Path
 
 from app.models import MODEL_NAMES
 from tests.browser import SETTLED, chromium_page, streamlit_server, wait_for_run
+
+# Height of the main column's content, in CSS pixels.
+FULL_HEIGHT = "document.querySelector('[data-testid=stMainBlockContainer]')?.scrollHeight + 200 || 0"
 
 TITLES = {
     "prediction": "Prediction & architecture",
@@ -27,10 +33,10 @@ TITLES = {
 }
 
 
-def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int) -> list[Path]:
+def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int, size: tuple[int, int]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     saved = []
-    with streamlit_server() as url, chromium_page(1400, 1100) as page:
+    with streamlit_server() as url, chromium_page(*size) as page:
         page.goto(url, wait_until="networkidle")
         model_box = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first
         for _ in range(3):  # a busy server can drop the choice (see docs/HOSTING.md); choose again
@@ -45,21 +51,34 @@ def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int) -> list[P
             page.locator("[data-testid=stMain] h1").first.wait_for(timeout=240_000)
             page.wait_for_function(SETTLED, timeout=240_000)
             page.wait_for_timeout(wait_ms)
-            path = out / f"{model_title.split()[0].lower()}_{name}.png"
-            page.screenshot(path=str(path), full_page=True)
+            path = out / f"{model_title.split()[0].lower()}_{name}_{size[0]}x{size[1]}.png"
+            page.screenshot(path=str(path))  # the first screen, as the projector shows it
             saved.append(path)
+            # The app scrolls inside its own container, so a "full page" screenshot is one
+            # screen: grow the window to the content's height for the whole page, then shrink back.
+            tall = page.evaluate(FULL_HEIGHT)
+            page.set_viewport_size({"width": size[0], "height": max(size[1], min(tall, 12_000))})
+            page.wait_for_timeout(wait_ms)
+            whole = path.with_name(path.stem + "_full.png")
+            page.screenshot(path=str(whole))
+            saved.append(whole)
+            page.set_viewport_size({"width": size[0], "height": size[1]})
     return saved
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--model", default="fashion_cnn", choices=list(MODEL_NAMES))
+    parser.add_argument("--model", nargs="+", default=["fashion_cnn"], choices=list(MODEL_NAMES))
     parser.add_argument("--pages", nargs="+", default=["prediction", "activations", "filters"], choices=list(TITLES))
+    parser.add_argument("--sizes", nargs="+", default=["1400x1100"], help="window sizes, WIDTHxHEIGHT")
     parser.add_argument("--wait-ms", type=int, default=2500)
     args = parser.parse_args()
-    for path in shoot(args.out, MODEL_NAMES[args.model], args.pages, args.wait_ms):
-        print(path)
+    for size in args.sizes:
+        width, height = (int(n) for n in size.split("x"))
+        for model in args.model:
+            for path in shoot(args.out, MODEL_NAMES[model], args.pages, args.wait_ms, (width, height)):
+                print(path)
 
 
 if __name__ == "__main__":

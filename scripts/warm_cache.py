@@ -5,10 +5,16 @@ table of every unit's best test images are stored on disk (app.store), keyed by 
 weights, so the first student to open Feature space or What units look for reads a file
 instead of waiting for a t-SNE of 10,000 points or a pass over the test set. `make run`
 and the Docker build run this; a second run finds the files and returns at once.
+
+    python -m scripts.warm_cache [--all-perplexities]
+
+--all-perplexities also stores a t-SNE map for every perplexity the page offers, so no
+choice of a student waits (each map takes about a minute of one core, measured).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from app import dataset_examples as D
@@ -19,9 +25,15 @@ from app.store import store_dir
 PRESETS = [("pca", E.map_params("pca")), ("tsne", E.map_params("tsne"))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--all-perplexities", action="store_true", help="a t-SNE map for every page choice")
+    args = parser.parse_args(argv)
+    presets = list(PRESETS)
+    if args.all_perplexities:
+        presets += [("tsne", E.map_params("tsne", p)) for p in E.PERPLEXITIES if p != E.DEFAULT_PERPLEXITY]
     model = get_model("fashion_cnn")
-    for method, params in PRESETS:
+    for method, params in presets:
         start = time.perf_counter()
         E.fashion_test_map(model, method, params)
         print(f"Fashion-MNIST test-set map, {method} {params}: ready in {time.perf_counter() - start:.1f} s")

@@ -38,4 +38,16 @@ def test_upload_png_shows_prediction(tmp_path):
         sidebar = page.locator("[data-testid=stSidebar]").inner_text()
         assert "Using shirt.png" in sidebar and "How to read the image" in sidebar  # Fashion-only control
         assert "VGG-16" not in page.locator("[data-testid=stMain]").inner_text()
+        # Sample -> Upload empties the upload box while the file is still used: the sidebar shows it
+        # (issue 15), and forgetting it leaves no image at all.
+        sidebar_box = page.locator("[data-testid=stSidebar]")
+        sidebar_box.get_by_text("Sample", exact=True).click()
+        wait_for_run(page)
+        sidebar_box.get_by_text("Upload", exact=True).click()
+        wait_for_run(page)
+        sidebar_box.get_by_text("Still using").wait_for(timeout=60_000)
+        assert sidebar_box.locator("[data-testid=stImage]").count() == 1
+        sidebar_box.get_by_role("button", name="Forget it").click()
+        wait_for_run(page)
+        page.get_by_text("Choose an image in the sidebar").wait_for(timeout=60_000)
     assert (tmp_path / "prediction.png").stat().st_size > 10_000

@@ -320,7 +320,7 @@ def test_warm_cache_stores_the_maps_the_page_asks_for(small_test_set, fashion_un
 
     monkeypatch.setattr(warm_cache, "get_model", lambda name: fashion_untrained)
     monkeypatch.setattr(D, "load_fashion_mnist", E.load_fashion_mnist)  # the same small stand-in
-    warm_cache.main()
+    warm_cache.main([])
     assert len(list(small_test_set.glob("fashion_test_*.pkl"))) == len(warm_cache.PRESETS)
     assert len(list(small_test_set.glob("fashion_units_*.npz"))) == 1
 

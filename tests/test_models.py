@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import urllib.error
+import socket
 
 import numpy as np
 import pytest
@@ -62,16 +62,14 @@ def test_bad_weight_files_raise_typed_errors(tmp_path):
         get_model("fashion_cnn", weights=tmp_path / "missing.pt")
 
 
-def test_failed_download_falls_back_to_untrained(monkeypatch):
-    real = torchvision.models.vgg16
-
-    def offline(*, weights=None, progress=True):
-        if weights is not None:
-            raise urllib.error.URLError("Name or service not known")
-        return real(weights=None)
+def test_failed_download_falls_back_to_untrained(monkeypatch, tmp_path):
+    def offline(address, timeout=None):
+        assert timeout is not None and timeout <= 10  # an unreachable server must not hang a page
+        raise OSError(-2, "Name or service not known")
 
     monkeypatch.delenv(VGG_ENV, raising=False)
-    monkeypatch.setattr(torchvision.models, "vgg16", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached weights
+    monkeypatch.setattr(socket, "create_connection", offline)
     with pytest.raises(WeightsUnavailableError, match="make weights"):
         get_model("vgg16")
     model, warning = get_model_or_untrained("vgg16")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -106,3 +107,19 @@ def test_vgg_tabs_render(tab: str) -> None:
     at = _ok(_app("vgg16", tab))
     assert len(_charts(at)) == (4 if tab == "Compare" else 2)
     assert len(at.selectbox(key="attr_target_vgg16").options) == 1000
+
+
+def test_long_smoothgrad_asks_first_and_only_once(monkeypatch):
+    """Many noisy copies on a big network take tens of seconds: estimate, button, then no second question."""
+    monkeypatch.setattr(attr, "estimate_smoothgrad_seconds", lambda model, samples: 0.5 * samples)
+    st.cache_resource.clear()  # another test may have computed this very SmoothGrad already
+    at = _ok(_app("fashion_cnn"))
+    at.toggle(key="attr_smooth").set_value(True).run()
+    _ok(at)
+    assert any("SmoothGrad with 16 noisy copies takes about 8 s" in w.value for w in at.warning)
+    shown = len(_charts(at))
+    at.button(key="attr_sg_start").click().run()
+    _ok(at)
+    assert len(_charts(at)) > shown and not at.warning
+    at.run()  # any later rerun: the result is cached, nothing to ask
+    assert not at.warning and len(_charts(at)) > shown

@@ -124,3 +124,40 @@ def test_vgg_collection_is_mapped_and_coloured_by_folder(small_fashion_set):
     assert sum(_count(t["x"]) for t in traces[:-1]) == 8
     assert any("left out" in e.label for e in at.expander)
     assert len(at.get("image")) == 2 * 8
+
+
+def test_own_collection_title_and_the_query_as_its_own_neighbour(small_fashion_set):
+    """A small collection caps the perplexity (the title says so, in the slider's terms), and the user's
+    image, when it is in the collection, is its own nearest neighbour at distance 0 (one computation)."""
+    mine = png_bytes(photo((700, 500), seed=3))  # larger than the collection's 512 px thumbnails
+    at = _app("fashion_cnn")
+    at.session_state["image_bytes"] = mine
+    at.session_state["fs_method"] = "tsne"
+    at.run()
+    at.radio(key="fs_source_fashion_cnn").set_value("My own collection (upload)").run()
+    files = [("mine.png", mine, "image/png")]
+    files += [(f"{i}.png", png_bytes(photo((90, 70), seed=10 + i)), "image/png") for i in range(5)]
+    at.file_uploader(key="fs_upload").set_value(files).run()
+    assert not at.exception, [e.value for e in at.exception]
+    title = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
+    assert "1.66667" not in title and "perplexity 1.67" in title and "30" in title
+    nearest_in_features = at.get("image")[0].captions[0]
+    assert nearest_in_features.endswith("d=0"), nearest_in_features
+
+
+def test_a_long_map_asks_first_and_says_how_long(small_fashion_set, monkeypatch):
+    """A new t-SNE of 10,000 points costs about half a minute: the page shows the estimate and waits for a click."""
+    monkeypatch.setattr(E, "estimate_seconds", lambda n, method: 30.0 if method == "tsne" else 0.01)
+    at = _app("fashion_cnn")
+    at.session_state["fs_method"] = "tsne"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("takes about 30 s" in w.value for w in at.warning)
+    assert not at.get("plotly_chart")
+    at.button(key="fs_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("plotly_chart")) == 1
+    at.select_slider(key="fs_perplexity").set_value(10).run()  # another perplexity: asks again
+    assert not at.get("plotly_chart") and any("perplexity 10" in w.value for w in at.warning)
+    at.select_slider(key="fs_perplexity").set_value(30).run()  # the one already computed: no question
+    assert len(at.get("plotly_chart")) == 1

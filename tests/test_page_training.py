@@ -14,6 +14,7 @@ def test_page_starts_empty() -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert "No runs yet" in at.info[0].value
+    assert not any("half a minute" in c.value for c in at.caption)  # a guess the defaults did not keep
 
 
 @pytest.mark.slow

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
+import numpy as np
 import pytest
 
+from app import figures
+from app.errors import WeightsUnavailableError
+from app.models import VGG_ENV
+from pages import cache
 from tests.apptest import open_page, plotly_charts
 
 MODELS = ["fashion_cnn", "vgg16"]
@@ -23,7 +31,49 @@ def test_prediction_page(model_name):
     assert {"layer", "type", "output shape", "parameters", "receptive field", "stride at input"} <= set(table.columns)
     if model_name == "vgg16":
         assert table.set_index("layer").loc["conv5_3", "receptive field"] == "196x196"
-        assert any("untrained" in w.value for w in at.warning) or "ImageNet" in at.caption[0].value
+        assert any("not been trained" in w.value for w in at.warning) or "ImageNet" in at.caption[0].value
+
+
+def test_missing_weights_banner_speaks_to_students_and_retries_once(monkeypatch):
+    calls: list[float] = []
+
+    def offline(connect_timeout: float = 5.0) -> None:
+        calls.append(connect_timeout)
+        raise WeightsUnavailableError("could not download them: [Errno -2] Name or service not known")
+
+    monkeypatch.delenv(VGG_ENV, raising=False)
+    monkeypatch.setattr(cache, "fetch_vgg16_weights", offline)
+    monkeypatch.setattr(cache, "_retries", {})
+    monkeypatch.setattr(cache, "_retry_errors", {})
+    at = open_page("vgg16")
+    if cache.model("vgg16")[0].trained:
+        pytest.skip("the pretrained weights are available here: no banner to test")
+    (banner,) = at.warning
+    assert "not been trained" in banner.value and "Errno" not in banner.value and "make" not in banner.value
+    cache._retries["vgg16"].join(10)
+    at.switch_page("pages/filters.py").run()
+    (details,) = [e for e in at.expander if e.label == "Details for the teacher"]
+    assert "failed too" in details.markdown[0].value and "Errno" in details.markdown[0].value
+    assert calls == [5.0]  # one background attempt per process, not one per page
+
+
+def test_weights_that_arrive_later_replace_the_untrained_network(monkeypatch, vgg):
+    """The background retry's model is swapped in by the next page run, and results computed with the
+    random weights (cached under the same keys) are dropped."""
+    open_page("vgg16")
+    models = cache._shared_models()
+    monkeypatch.setitem(models, "vgg16", (models["vgg16"][0], "offline"))  # restored after the test
+    monkeypatch.delenv(VGG_ENV, raising=False)
+    monkeypatch.setattr(cache, "fetch_vgg16_weights", lambda: None)
+    monkeypatch.setattr(cache, "get_model", lambda name: vgg)
+    monkeypatch.setattr(cache, "_retries", {})
+    monkeypatch.setattr(cache, "_retry_errors", {})
+    cache.shared(("a result computed with random weights",), lambda: 1)
+    cache.retry_weights("vgg16")
+    cache._retries["vgg16"].join(10)
+    at = open_page("vgg16")
+    assert cache.model("vgg16") == (vgg, None)
+    assert not at.warning and not cache.has_shared(("a result computed with random weights",))
 
 
 @pytest.mark.parametrize("model_name", MODELS)
@@ -39,12 +89,39 @@ def test_activations_page_grid_and_channel(model_name):
     assert not at.exception and len(plotly_charts(at)) == 0  # a vector layer: bar chart, no grid
 
 
+def _grid_channels(at) -> np.ndarray:
+    """Channel numbers shown in the activation grid (the heatmap's customdata, -1 in the gaps)."""
+    data = json.loads(plotly_charts(at)[0].proto.spec)["data"][0]["customdata"]
+    if isinstance(data, dict):
+        shape = [int(n) for n in str(data["shape"]).split(",")]
+        data = np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).reshape(shape)
+    channels = np.unique(np.asarray(data))
+    return channels[channels >= 0]
+
+
+@pytest.mark.slow
+def test_wide_layers_are_shown_a_readable_page_at_a_time():
+    """conv4_3 of VGG-16 has 512 maps: 64 at a time, strongest first, the rest on later pages."""
+    at = open_page("vgg16", "pages/activations.py")
+    assert _select(at, "Order channels by").value == "max activation"
+    _select(at, "Layer").set_value("conv4_3").run()
+    first = _grid_channels(at)
+    assert len(first) == 64
+    (paging,) = [n for n in at.number_input if n.label == "Page (of 8)"]
+    paging.set_value(2).run()
+    second = _grid_channels(at)
+    assert len(second) == 64 and not set(first) & set(second)
+    assert not at.exception
+
+
 @pytest.mark.parametrize("model_name", MODELS)
 def test_filters_page(model_name):
     at = open_page(model_name, "pages/filters.py")
     assert at.title[0].value == "Filters"
     assert len(plotly_charts(at)) == 2
     assert not at.exception
+    # the deeper filter's caption states the colour convention its figure draws (tests/test_figures.py)
+    assert any(figures.SIGNED_WORDS in c.value for c in at.caption)
 
 
 def test_a_network_trained_in_the_session_replaces_the_shipped_one(fashion_untrained):

@@ -143,6 +143,19 @@ def test_normalisation_by_hand() -> None:
     np.testing.assert_array_equal(stages["standardised"]["counts"], [2, 0, 0, 2])
 
 
+def test_normalisation_histograms_count_every_pixel() -> None:
+    """Fashion-MNIST's own mean/std: float32 rounding at the lower edge once dropped most black pixels."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (28, 28)).astype(np.uint8)
+    pixels[:20] = 0  # a dark background, as in every Fashion-MNIST sample
+    pixels[-1, -4:] = 255
+    stages = pg.normalisation(pixels, mean=0.2860, std=0.3530)
+    for name, stage in stages.items():
+        assert stage["counts"].sum() == pixels.size, name
+    np.testing.assert_array_equal(stages["standardised"]["counts"], stages["0–255"]["counts"])
+    np.testing.assert_array_equal(stages["0–1"]["counts"], stages["0–255"]["counts"])
+
+
 def test_grey_array_and_crop() -> None:
     img = Image.new("RGB", (400, 200), (255, 0, 0))  # L = 0.299 * 255 = 76
     grey = pg.grey_array(img, max_side=100)

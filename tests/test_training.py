@@ -107,6 +107,20 @@ def test_second_run_waits_for_a_free_slot_and_can_be_cancelled() -> None:
     assert first.state == "stopped" and third.state == "finished" and slots.running == 0
 
 
+def test_time_estimate_is_scaled_from_a_measured_run(monkeypatch) -> None:
+    """The page once promised "about half a minute" for a run that took 8 s: now it only quotes measurements."""
+    monkeypatch.setattr(training, "_pace", {})
+    small = TrainConfig(train_size=64, test_size=20, epochs=1, batch_size=32, width=4)
+    assert training.estimate_seconds(small) is None  # nothing measured yet: no number to show
+    run = training.start(small, Slots(1), isolated=False)
+    run.join(60)
+    assert run.state == "finished" and run.seconds > 0
+    assert training.estimate_seconds(small) == pytest.approx(run.seconds)
+    bigger = TrainConfig(train_size=640, test_size=20, epochs=2, batch_size=32, width=4)
+    assert training.estimate_seconds(bigger) == pytest.approx(20 * run.seconds)
+    assert training.estimate_seconds(TrainConfig(width=8)) is None  # another network shape: not measured
+
+
 @pytest.mark.slow  # a spawned training process: ~5-10 s to start on busy cores
 def test_trained_run_becomes_a_model_the_pages_can_use(monkeypatch, tmp_path) -> None:
     # Streamlit makes the running page script the __main__ module; the training process must not re-run it.

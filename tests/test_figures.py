@@ -1,0 +1,59 @@
+"""Figure conventions: the colours a figure draws and the words a caption uses come from one place."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from plotly.colors import get_colorscale, unlabel_rgb
+
+from app import figures
+
+
+def _end_colours(fig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """RGB of the lowest and the highest value of a figure's first trace's colour scale."""
+    scale = fig.data[0].colorscale
+    scale = get_colorscale(scale) if isinstance(scale, str) else scale
+    return unlabel_rgb(scale[0][1]), unlabel_rgb(scale[-1][1])
+
+
+def _colour_of(word: str, rgb: tuple[float, ...]) -> bool:
+    r, _, b = rgb
+    return {"red": r > b + 60, "blue": b > r + 60}[word]
+
+
+def test_signed_colour_words_describe_the_signed_colour_scale() -> None:
+    """The Filters page's caption once said red = positive over a scale that drew positive weights blue."""
+    words = dict(
+        (sign, colour) for colour, sign in re.findall(r"(red|blue) = (positive|negative)", figures.SIGNED_WORDS)
+    )
+    assert set(words) == {"positive", "negative"}
+    kernels = np.linspace(-1, 1, 2 * 3 * 3).reshape(2, 3, 3)
+    for fig in (figures.kernel_grid(kernels), figures.heatmap(kernels[0], signed=True)):
+        low, high = _end_colours(fig)
+        assert _colour_of(words["positive"], high) and _colour_of(words["negative"], low)
+        assert fig.data[0].zmid == 0
+
+
+def test_signed_overlay_puts_zero_at_white() -> None:
+    """The occlusion drop overlay: 0 (no change) must be white whatever the range, as in the map beside it."""
+    values = np.array([[-0.1, 0.0, 0.4]])
+    rgb = figures.colorize(values, signed=True)
+    assert (rgb[0, 1] > 240).all()  # white-ish
+    assert rgb[0, 2, 0] > rgb[0, 2, 2] and rgb[0, 0, 2] > rgb[0, 0, 0]  # positive red, negative blue
+
+
+def test_group_colours_stand_out_on_white() -> None:
+    """Every group colour of the scatter map keeps a contrast of at least 2:1 against white (WCAG luminance)."""
+
+    def luminance(hex_colour: str) -> float:
+        rgb = np.array([int(hex_colour[k : k + 2], 16) for k in (1, 3, 5)]) / 255
+        lin = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return float(lin @ [0.2126, 0.7152, 0.0722])
+
+    coords = np.random.default_rng(0).normal(size=(40, 2))
+    groups = [f"class {i % 10}" for i in range(40)]
+    fig = figures.scatter_map(coords, groups, groups, np.zeros(2), "map")
+    colours = [t.marker.color for t in fig.data[:-1]]
+    assert len(set(colours)) == 10
+    assert all(1.05 / (luminance(c) + 0.05) >= 2 for c in colours)
