@@ -50,6 +50,10 @@ PHOTOS = Path(__file__).resolve().parent.parent / "assets" / "photos"
 QUANTILES = 101  # stored per unit for ranking a new image: every percentile of the data set's maxima
 LABEL_TOP = 100  # how many of a unit's best images the label statistics count
 _STORE_VERSION = 1  # bump when the stored table's format or its computation changes
+# Batch for 28x28 inputs: the whole 10k table took 6.2-8.1 s in batches of 128 against
+# 11.9-17.1 s in 256 and 14.4 s in 64 (same loaded 2-core machine, alternating runs):
+# 128 images' feature maps (13 MB per layer) still fit the CPU's cache.
+_SMALL_BATCH = 128
 _SKIPPED_KINDS = ("flatten", "dropout")  # a reshape of, or (in eval mode) identical to, the layer before
 
 
@@ -464,7 +468,7 @@ def top_units_table(
     graph = _maxima_graph(model, layers)
     if isinstance(images, torch.Tensor):
         total = len(images)
-    step = batch_size or (256 if model.input_size <= 64 else 16)
+    step = batch_size or (_SMALL_BATCH if model.input_size <= 64 else 16)
     top_v = {name: None for name in layers}
     top_i, top_p = dict(top_v), dict(top_v)
     maxima: dict[str, list[np.ndarray]] = {name: [] for name in layers}
@@ -542,7 +546,7 @@ def fashion_test_table(
             with contextlib.suppress(OSError, ValueError, KeyError, EOFError):
                 return TopTable.from_bytes(path)
         images, _ = load_fashion_mnist("test")
-        table = top_units_table(model, model_inputs(model, images, 256), k, progress, total=len(images))
+        table = top_units_table(model, model_inputs(model, images, _SMALL_BATCH), k, progress, total=len(images))
         if keep:
             with contextlib.suppress(OSError):
                 write_atomic(path, table.to_bytes())
