@@ -18,4 +18,10 @@ class DatasetMissingError(LensError):
 
 
 class Cancelled(LensError):
-    """The user stopped a long computation (raised from a progress callback)."""
+    """The person stopped a long computation; whatever it had begun is thrown away.
+
+    Long computations take a `progress(done, total)` callback (app/progress.py) and
+    this is how it stops them: the callback raises Cancelled (app/jobs.py `Job.report`
+    does it for queued jobs), the exception unwinds the computation, and nothing
+    shared is left changed.
+    """

@@ -396,7 +396,36 @@ def training_curves(histories: list[list], metric: str, title: str) -> go.Figure
     return fig
 
 
-def picture(rgb: np.ndarray, side: int) -> np.ndarray:
+def picture(image: np.ndarray, min_side: int = 224) -> np.ndarray:
+    """A (H, W, C) [0, 1] picture as RGB uint8, enlarged by whole pixels until its shorter side is >= min_side.
+
+    Nearest-neighbour enlarging keeps a 28-pixel picture's pixels crisp; a browser
+    stretching it would blur them.
+    """
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    factor = max(1, math.ceil(min_side / min(pixels.shape[:2])))
+    return np.repeat(np.repeat(pixels, factor, axis=0), factor, axis=1)
+
+
+def curves(history: dict[str, list[float]], title: str, log: bool = False, height: int = 260) -> go.Figure:
+    """One line per named series against the step number (e.g. a dream's objective)."""
+    fig = go.Figure()
+    for name, values in history.items():
+        fig.add_scatter(x=list(range(1, len(values) + 1)), y=values, name=name, mode="lines")
+    fig.update_layout(
+        title=title,
+        xaxis_title="step",
+        yaxis_type="log" if log else "linear",
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=40),
+        legend=dict(orientation="h", y=-0.3),
+    )
+    return fig
+
+
+def scaled_picture(rgb: np.ndarray, side: int) -> np.ndarray:
     """An RGB image (uint8 or 0..1 floats, [h, w, 3]) scaled so its longer side is `side` pixels, uint8.
 
     Enlarging uses nearest neighbour, so a 3x3 receptive field stays nine crisp squares
@@ -453,7 +482,7 @@ def tile_mosaic(tiles: list[np.ndarray | None], names: list[str], cols: int = 8,
         r, c = divmod(i, cols)
         y, x = r * (side + label + gap) + label, c * (side + gap)
         if tile is not None:
-            p = picture(tile, side)
+            p = scaled_picture(tile, side)
             canvas[y : y + p.shape[0], x : x + p.shape[1]] = p
         fig.add_annotation(
             x=x + side / 2, y=y - label / 2, text=name, showarrow=False, font=dict(size=10), yanchor="middle"

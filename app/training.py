@@ -7,9 +7,10 @@ one batch. `start()` runs it in the background (a separate one-thread process,
 mirrored by a thread), which is what the page uses: the Streamlit script keeps
 redrawing the curves from `Run.history` while the network trains.
 
-A server has few cores, so `Slots` caps how many trainings run at once (default:
-one per core, `$CNN_LENS_MAX_TRAININGS` overrides); a run that finds every slot
-taken waits in state "waiting" and the page says so. Every run builds its own
+A server has few cores, so trainings take a slot of the process's heavy-work pool
+(`app.jobs.HEAVY`, shared with the dreams; one per core unless `$CNN_LENS_MAX_JOBS`
+says otherwise); a run that finds every slot taken waits in state "waiting" and the
+page shows its place in the queue. Every run builds its own
 network: the shipped weights and the shared models are never touched.
 """
 
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.datasets import load_fashion_mnist
+from app.jobs import HEAVY, Slots
 from app.loaded import LoadedModel
 from app.models import MODEL_NAMES, wrap
 from app.paths import REPO
@@ -175,31 +177,9 @@ def train(
     return net.eval(), history, outcome
 
 
-class Slots:
-    """At most `limit` trainings at once; others wait their turn (first come, first served is not promised)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self._sem = threading.BoundedSemaphore(self.limit)
-        self._lock = threading.Lock()
-        self.running = 0
-
-    def acquire(self, stop: threading.Event | None = None, poll: float = 0.2) -> bool:
-        """Wait for a free slot; False if `stop` was set while waiting."""
-        while not self._sem.acquire(timeout=poll):
-            if stop is not None and stop.is_set():
-                return False
-        with self._lock:
-            self.running += 1
-        return True
-
-    def release(self) -> None:
-        with self._lock:
-            self.running -= 1
-        self._sem.release()
-
-
-SLOTS = Slots(int(os.environ.get("CNN_LENS_MAX_TRAININGS", os.cpu_count() or 1)))
+# Trainings share the process's one pool of heavy-work slots with the dreams (app/jobs.py):
+# a training that finds every slot taken waits, and sees its place in the queue.
+SLOTS = HEAVY
 
 State = Literal["waiting", "running", "stopped", "finished", "diverged", "failed"]
 
@@ -326,7 +306,7 @@ def estimate_seconds(config: TrainConfig) -> float | None:
 
 
 def _work(run: Run, slots: Slots, isolated: bool) -> None:
-    if not slots.acquire(run.stop_event):
+    if not slots.acquire(run.stop_event, ticket=run):
         run.state = "stopped"
         return
     try:

@@ -35,6 +35,9 @@ SESSION_MODEL = "session_model"  # a network trained on the Live training page, 
 SESSION_MODEL_KEY = "session_model_key"  # its key in pages.cache
 UNIT_LINK = "units_link"  # (model key, layer, channel) that opens "What units look for" on one unit; read once
 
+# (model key, layer, channel) that another page hands to the Dreams page's feature visualisation
+DREAM_UNIT_KEY = "dream_unit"
+
 INTAKE = {
     "auto": "Auto-detect",
     "photo": "Photo: convert to Fashion-MNIST style",
@@ -110,7 +113,7 @@ def _prepare(
     return steps, _model.to_tensor(steps[-1].image)
 
 
-def _session_network(name: str) -> tuple[str, LoadedModel] | None:
+def _session_network(name: str, notice: bool = True) -> tuple[str, LoadedModel] | None:
     """The network this user trained on the Live training page, if they chose to use it."""
     net = st.session_state.get(SESSION_MODEL) if name == "fashion_cnn" else None
     if net is None:
@@ -119,21 +122,25 @@ def _session_network(name: str) -> tuple[str, LoadedModel] | None:
     if key is None or cache.session_model(key) is not net:
         key = cache.register_session_model(net)
         st.session_state[SESSION_MODEL_KEY] = key
-    st.info(f"Showing **{net.title}** ({net.weights}). Go back to the shipped one on the Live training page.")
+    if notice:
+        st.info(f"Showing **{net.title}** ({net.weights}). Go back to the shipped one on the Live training page.")
     return key, net
 
 
-def current_model() -> tuple[str, LoadedModel]:
-    """(cache key, model): the sidebar's model, or the user's own trained network."""
+def current_model(warn: bool = True) -> tuple[str, LoadedModel]:
+    """(cache key, model): the sidebar's model, or the user's own trained network.
+
+    warn: show the missing-weights warning (False where the page has shown it already).
+    """
     name = st.session_state.get(MODEL_CHOICE, "vgg16")
-    own = _session_network(name)
+    own = _session_network(name, notice=warn)
     if own is not None:
         return own
     loaded, warning = cache.model(name)
     retry = cache.retry_weights(name) if warning else ""
     if retry == "ready":  # the weights arrived since the last run: the trained network from now on
         loaded, warning = cache.model(name)
-    if warning:
+    if warning and warn:
         _untrained_banner(name, loaded, warning, retry)
     return name, loaded
 
@@ -157,9 +164,12 @@ def _untrained_banner(name: str, loaded: LoadedModel, warning: str, retry: str) 
         st.caption(f"When the app started: {warning}")
 
 
-def selection() -> Selection:
-    """The current model and image; stops the page with a hint when no image is chosen."""
-    name, model = current_model()
+def selection(warn: bool = True) -> Selection:
+    """The current model and image; stops the page with a hint when no image is chosen.
+
+    warn: show the model's notices (missing weights, own network); False where the page did already.
+    """
+    name, model = current_model(warn)
     data: bytes | None = st.session_state.get(IMAGE_BYTES)
     if not data:
         st.info(

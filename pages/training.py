@@ -57,9 +57,11 @@ def live() -> None:
     for i, run in enumerate(runs):
         if run.state == "waiting":
             slots = training.SLOTS
+            place = slots.position(run)
             st.info(
-                f"Run {i + 1} is waiting: all {slots.limit} training slot(s) on this server are busy. "
-                "It starts by itself as soon as one is free.",
+                f"Run {i + 1} is waiting: all {slots.limit} slot(s) for heavy work on this server are busy"
+                + (f" (place {place} in the queue)" if place else "")
+                + ". It starts by itself as soon as one is free.",
                 icon="⏳",
             )
         elif run.state == "running":

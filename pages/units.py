@@ -124,7 +124,8 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
 def _pair(model, patch: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """The patch and its projection side by side, each SIDE pixels on its long side."""
     proj = attribution.gradient_image(projection, 99)
-    return figures.side_by_side([figures.picture(D.to_rgb(model, patch), SIDE), figures.picture(proj, SIDE)])
+    pictures = [figures.scaled_picture(D.to_rgb(model, patch), SIDE), figures.scaled_picture(proj, SIDE)]
+    return figures.side_by_side(pictures)
 
 
 sel = common.page(

@@ -1,0 +1,187 @@
+"""The heavy-work queue: the limit holds, waiting jobs know their place, cancel leaves nothing behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app import jobs
+from app.errors import Cancelled, LensError
+from app.jobs import Job, Slots
+
+
+def _wait_for(condition, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def _blocking(release: threading.Event, steps: int = 1000):
+    """Work that reports progress until `release` is set (or it is cancelled), then returns its step count."""
+
+    def work(job: Job) -> int:
+        for i in range(steps):
+            job.report(i + 1, steps)
+            if release.wait(0.01):
+                return i + 1
+        return steps
+
+    return work
+
+
+def test_slots_run_in_arrival_order_and_know_their_place() -> None:
+    slots = Slots(1)
+    assert slots.acquire()
+    order: list[str] = []
+    tickets = {name: object() for name in "abc"}
+
+    def wait(name: str) -> None:
+        assert slots.acquire(ticket=tickets[name])
+        order.append(name)
+        slots.release()
+
+    threads = []
+    for name in "abc":
+        threads.append(threading.Thread(target=wait, args=(name,)))
+        threads[-1].start()
+        _wait_for(lambda n=name: slots.position(tickets[n]) is not None)
+    assert [slots.position(tickets[n]) for n in "abc"] == [1, 2, 3] and slots.waiting == 3
+    slots.release()
+    for t in threads:
+        t.join(10)
+    assert order == ["a", "b", "c"] and slots.running == 0 and slots.waiting == 0
+    assert slots.position(tickets["a"]) is None
+
+
+def test_a_stopped_waiter_leaves_the_queue() -> None:
+    slots, stop = Slots(1), threading.Event()
+    assert slots.acquire()
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(slots.acquire(stop, poll=0.01)))
+    t.start()
+    _wait_for(lambda: slots.waiting == 1)
+    stop.set()
+    t.join(5)
+    assert result == [False] and slots.waiting == 0 and slots.running == 1
+    slots.release()
+    assert slots.running == 0
+
+
+def test_never_more_than_the_limit_at_once() -> None:
+    slots = Slots(2)
+    inside, peak, lock = 0, 0, threading.Lock()
+
+    def work(job: Job) -> None:
+        nonlocal inside, peak
+        with lock:
+            inside += 1
+            peak = max(peak, inside)
+        time.sleep(0.05)
+        with lock:
+            inside -= 1
+
+    submitted = [jobs.submit(work, f"job {i}", slots) for i in range(6)]
+    for job in submitted:
+        job.join(10)
+    assert peak == 2 and all(j.state == "finished" for j in submitted) and slots.running == 0
+
+
+def test_a_job_reports_progress_and_its_result() -> None:
+    slots = Slots(1)
+
+    def work(job: Job) -> str:
+        for i in range(4):
+            job.report(i + 1, 4)
+            job.show(f"preview {i}")
+        return "done"
+
+    job = jobs.submit(work, "four steps", slots)
+    job.join(10)
+    assert job.state == "finished" and job.result == "done"
+    assert (job.done, job.total, job.fraction(), job.preview) == (4, 4, 1.0, "preview 3")
+    assert job.error is None and job.seconds >= 0 and job.eta() is None and not job.active
+
+
+def test_cancelling_a_running_job_stops_it_and_frees_the_slot() -> None:
+    slots, release = Slots(1), threading.Event()
+    job = jobs.submit(_blocking(release), "long", slots)
+    _wait_for(lambda: job.done >= 3)
+    assert job.state == "running" and job.active and job.eta() is not None and job.position() is None
+    job.cancel()
+    job.join(10)
+    assert job.state == "cancelled" and job.result is None and slots.running == 0
+
+
+def test_a_waiting_job_shows_its_place_and_can_leave_the_queue() -> None:
+    slots, release = Slots(1), threading.Event()
+    first = jobs.submit(_blocking(release), "first", slots)
+    _wait_for(lambda: first.state == "running")
+    second = jobs.submit(_blocking(release), "second", slots)
+    third = jobs.submit(_blocking(release), "third", slots)
+    _wait_for(lambda: third.position() == 2)
+    assert second.position() == 1 and second.state == "waiting"
+    second.cancel()
+    second.join(5)
+    assert second.state == "cancelled" and second.done == 0
+    _wait_for(lambda: third.position() == 1)
+    release.set()
+    third.join(10)
+    assert first.state == "finished" and third.state == "finished" and slots.running == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (LensError("Your picture is too small."), "Your picture is too small."),
+        (RuntimeError("boom"), "RuntimeError: boom"),
+    ],
+)
+def test_failures_are_reported_not_lost(error: Exception, message: str) -> None:
+    slots = Slots(1)
+
+    def work(job: Job) -> None:
+        raise error
+
+    job = jobs.submit(work, "fails", slots)
+    job.join(10)
+    assert job.state == "failed" and job.error == message and slots.running == 0
+
+
+def test_report_raises_cancelled_once_cancelled() -> None:
+    job: Job = Job("direct", Slots(1))
+    job.report(1, 2)
+    job.cancel()
+    with pytest.raises(Cancelled):
+        job.report(2, 2)
+
+
+def test_identical_requests_share_one_job_until_everyone_cancels() -> None:
+    slots, release, runs = Slots(2), threading.Event(), []
+
+    def work(job: Job) -> int:
+        runs.append(1)
+        return _blocking(release)(job)
+
+    key = ("class model", "fashion_cnn", 5, 256, 0)
+    first = jobs.submit(work, "a", slots, key=key)
+    second = jobs.submit(work, "b", slots, key=key)
+    other = jobs.submit(work, "c", slots, key=(*key[:-1], 1))  # another seed: its own run
+    assert second is first and other is not first
+    _wait_for(lambda: first.done >= 2 and other.done >= 2)
+    first.cancel()  # one of the two watchers leaves: the run goes on for the other
+    time.sleep(0.1)
+    assert first.state == "running"
+    second.cancel()
+    first.join(10)
+    assert first.state == "cancelled"
+    third = jobs.submit(work, "d", slots, key=key)  # a cancelled run is not handed out again
+    assert third is not first
+    release.set()
+    third.join(10)
+    other.join(10)
+    assert third.state == "finished" and len(runs) == 3
+    assert jobs.submit(work, "e", slots, key=key) is third  # a finished run is handed out at once
+    assert len(runs) == 3

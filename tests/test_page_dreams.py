@@ -1,0 +1,152 @@
+"""AppTest of the Dreams page: every tab renders for both models, a dream runs from its button to a
+download, the live panel shows queue places, and style transfer explains why the Fashion CNN has none."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app import jobs
+from pages import common
+from tests.apptest import open_page
+from tests.conftest import photo, png_bytes
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "dreams.py")
+IMAGE = png_bytes(photo((96, 64), seed=2))
+TABS = ["Feature visualisation", "Class model", "DeepDream", "Style transfer"]
+
+
+def _app(model: str, tab: str | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    at.session_state[common.MODEL_CHOICE] = model
+    at.session_state[common.IMAGE_BYTES] = IMAGE
+    if tab:
+        at.session_state["dream_tab"] = tab
+    return _ok(at.run())
+
+
+def _ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _finish(at: AppTest, key: str) -> jobs.Job:
+    job = at.session_state["dream_jobs"][key]
+    job.join(120)
+    assert job.state == "finished", job.error
+    _ok(at.run())
+    return job
+
+
+def _downloads(at: AppTest) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
+def test_fashion_feature_visualisation_runs_from_the_button_to_a_download() -> None:
+    at = _app("fashion_cnn")
+    assert at.title[0].value.startswith("Dreams") and [t.label for t in at.tabs] == TABS
+    at.selectbox(key="fv_layer_fashion_cnn").set_value("relu2_1")
+    at.select_slider(key="fv_steps").set_value(32)
+    at.button[0].click()  # the form's Dream button
+    _ok(at.run())
+    job = _finish(at, "features:fashion_cnn")
+    assert job.result.image.shape == (28, 28, 1) and job.total == 32
+    assert _downloads(at) == ["Download PNG"]
+    assert len(at.get("image")) == 1 and len(at.get("plotly_chart")) == 1  # the picture and its objective curve
+
+
+def test_fashion_class_model_shows_what_the_network_now_predicts() -> None:
+    at = _app("fashion_cnn", "Class model")
+    at.selectbox(key="cm_class_fashion_cnn").set_value(1)
+    at.select_slider(key="cm_steps").set_value(64)
+    at.button[0].click()
+    _ok(at.run())
+    _finish(at, "class:fashion_cnn")
+    assert len(at.get("plotly_chart")) == 2  # objective, top-5
+    assert _downloads(at) == ["Download PNG"]
+
+
+def test_fashion_deepdream_and_no_style_transfer() -> None:
+    at = _app("fashion_cnn", "DeepDream")
+    assert at.selectbox(key="dd_layer_fashion_cnn").value == "relu1_2"
+    at.slider(key="dd_steps").set_value(2)
+    at.button[0].click()
+    _ok(at.run())
+    _finish(at, "deepdream:fashion_cnn")
+    assert len(at.get("image")) == 2  # the user's picture and the dream
+    at.session_state["dream_tab"] = "Style transfer"
+    _ok(at.run())
+    assert any("Not offered" in i.value and "grey" in i.value for i in at.info)
+
+
+def test_a_waiting_dream_shows_its_place_and_can_be_cancelled(monkeypatch) -> None:
+    slots, release = jobs.Slots(1), threading.Event()
+    blocker = jobs.submit(lambda job: release.wait(60), "another student's dream", slots)
+    monkeypatch.setattr(jobs, "HEAVY", slots)
+    try:
+        at = _app("fashion_cnn")
+        at.number_input(key="fv_seed").set_value(4242)  # a request no other test made: no shared result
+        at.button[0].click()
+        _ok(at.run())
+        assert any("number 1 in the queue" in i.value for i in at.info)
+        job = at.session_state["dream_jobs"]["features:fashion_cnn"]
+        at.button(key="cancel_features:fashion_cnn").click()
+        _ok(at.run())
+        assert "features:fashion_cnn" not in at.session_state["dream_jobs"]  # the panel is gone
+        job.join(10)
+        assert job.state == "cancelled"
+    finally:
+        release.set()
+        blocker.join(10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tab", TABS)
+def test_vgg_tabs_render(tab: str) -> None:
+    at = _app("vgg16", tab)
+    assert len(at.get("form")) == 1
+    if tab == "Style transfer":
+        assert at.radio(key="st_style").options[:2] == [
+            "Francis Picabia, Udnie (1913), public domain",
+            "Coloured waves, drawn by code",
+        ]
+        assert at.multiselect(key="st_layers_vgg16").value == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+
+@pytest.mark.slow
+def test_vgg_style_transfer_runs() -> None:
+    at = _app("vgg16", "Style transfer")
+    at.select_slider(key="st_size").set_value(128)
+    at.select_slider(key="st_steps").set_value(20)
+    at.button[0].click()
+    _ok(at.run())
+    job = _finish(at, "style:vgg16")
+    assert job.result.image.shape == (128, 128, 3) and len(job.result.history["style"]) == 20
+    assert _downloads(at) == ["Download PNG"]
+
+
+def test_activations_page_hands_its_channel_to_the_dreams_page() -> None:
+    at = open_page("fashion_cnn", "pages/activations.py")
+    at.selectbox(key="act_layer_fashion_cnn").set_value("relu2_1").run()
+    at.number_input(key="act_channel_fashion_cnn_relu2_1").set_value(7).run()
+    at.button(key="dream_this_channel").click().run()
+    _ok(at)
+    assert at.title[0].value.startswith("Dreams")
+    assert at.selectbox(key="fv_layer_fashion_cnn").value == "relu2_1"
+    assert at.number_input(key="fv_channel_fashion_cnn_relu2_1").value == 7
+
+
+def test_two_students_asking_for_the_same_dream_share_one_run() -> None:
+    students = [_app("fashion_cnn", "Class model") for _ in range(2)]
+    for at in students:
+        at.selectbox(key="cm_class_fashion_cnn").set_value(8)
+        at.select_slider(key="cm_steps").set_value(32)
+        at.number_input(key="cm_seed").set_value(77)
+        at.button[0].click()
+        _ok(at.run())
+    first, second = (at.session_state["dream_jobs"]["class:fashion_cnn"] for at in students)
+    assert first is second
+    _finish(students[0], "class:fashion_cnn")
