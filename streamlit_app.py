@@ -35,6 +35,7 @@ PAGES = [
     st.Page("pages/filters.py", title="Filters", icon=":material/filter_alt:"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/highlight:"),
     st.Page("pages/occlusion.py", title="Occlusion", icon=":material/select_all:"),
+    st.Page("pages/units.py", title="What units look for", icon=":material/image_search:"),
     st.Page("pages/feature_space.py", title="Feature space", icon=":material/scatter_plot:"),
     st.Page("pages/playground.py", title="Layer playground", icon=":material/science:"),
     st.Page("pages/training.py", title="Live training", icon=":material/model_training:"),

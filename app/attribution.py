@@ -273,6 +273,50 @@ def guided_backprop(
     return _numpy(grad[0])
 
 
+def guided_units(
+    model: LoadedModel,
+    x: torch.Tensor,
+    layer: str,
+    channel: int,
+    positions: list[tuple[int, int]] | None = None,
+    *,
+    check: bool = True,
+) -> np.ndarray:
+    """Guided backpropagation from ONE unit per image, [N, C, H, W]: Zeiler & Fergus's projection.
+
+    The objective for image i is channel `channel` of `layer` at positions[i] = (y, x)
+    only (a fully connected layer has no positions: give None). Unlike the channel
+    map of `guided_backprop`, which sums the whole feature map, this shows what the
+    unit saw at the one place it fired, so it can be cropped to that unit's receptive
+    field. All images go through one batched pass; summing the per-image objectives
+    still gives each image its own gradient, since samples do not interact in eval mode.
+    check=False skips checking positions against the layer's map size at the model's input
+    size (for inputs of another size, e.g. a unit's receptive field cut out of an image).
+    """
+    info = model.layer(layer)
+    if not 0 <= channel < info.out_shape[0]:
+        raise ValueError(f"{layer} has {info.out_shape[0]} channels; got channel {channel}")
+    n = len(x)
+    if info.spatial:
+        if positions is None or len(positions) != n:
+            raise ValueError(f"{layer} is spatial: give one (y, x) position per image ({n})")
+        _, h, w = info.out_shape
+        if check and any(not (0 <= y < h and 0 <= x_ < w) for y, x_ in positions):
+            raise ValueError(f"positions must lie inside {layer}'s {h}x{w} map")
+        rows = torch.arange(n)
+        ys = torch.tensor([p[0] for p in positions])
+        xs = torch.tensor([p[1] for p in positions])
+
+        def objective(outs: dict[str, torch.Tensor]) -> torch.Tensor:
+            return outs[layer][rows, channel, ys, xs].float().sum()
+    else:
+
+        def objective(outs: dict[str, torch.Tensor]) -> torch.Tensor:
+            return outs[layer][:, channel].float().sum()
+
+    return _numpy(_input_grad(model, x, True, objective, layer))
+
+
 def layer_output(model: LoadedModel, x: torch.Tensor, layer: str) -> torch.Tensor:
     """One layer's output [N, ...] fp32, running the network only up to that layer."""
     graph = _graph(model, False, layer)

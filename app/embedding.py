@@ -12,17 +12,12 @@ computed once per set of weights, not once per visit.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
-import os
 import pickle
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,9 +29,10 @@ from sklearn.decomposition import PCA
 from app import precision as prec
 from app import sharing
 from app.activations import truncated
-from app.datasets import data_dir, load_fashion_mnist
+from app.datasets import load_fashion_mnist
 from app.loaded import LoadedModel
 from app.progress import Progress
+from app.store import store_dir, store_key, write_atomic
 
 Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
@@ -67,8 +63,8 @@ def penultimate_layer(model: LoadedModel) -> str:
     return model.layers[_last_fc(model) - 1].name
 
 
-def _batches(model: LoadedModel, images: Images, batch_size: int):
-    """Normalised model inputs [B, C, H, W] in order.
+def model_inputs(model: LoadedModel, images: Images, batch_size: int) -> Iterator[torch.Tensor]:
+    """Normalised model inputs [B, C, H, W] in order, batch by batch (the one way data sets enter a model).
 
     Accepts raw grey images (uint8 [N, H, W], the Fashion-MNIST tensors), already
     normalised inputs (float [N, C, H, W]) or PIL images (run through model.preprocess).
@@ -109,7 +105,7 @@ def features(
     n = len(images)
     out: list[np.ndarray] = []
     done = 0
-    for x in _batches(model, images, batch_size):
+    for x in model_inputs(model, images, batch_size):
         with sharing.forward(), torch.inference_mode(), prec.autocast(model.device, precision or model.precision):
             f = graph(x.to(model.device, memory_format=torch.channels_last))[name]
         out.append(f.float().flatten(1).cpu().numpy())
@@ -130,7 +126,7 @@ def pixels(model: LoadedModel, images: Images, size: int | None = None) -> np.nd
     mean = torch.tensor(model.mean).view(1, -1, 1, 1)
     std = torch.tensor(model.std).view(1, -1, 1, 1)
     out = []
-    for x in _batches(model, images, 256):
+    for x in model_inputs(model, images, 256):
         x = (x * std + mean).clamp(0, 1)
         if size is not None and size != x.shape[-1]:
             x = torch.nn.functional.adaptive_avg_pool2d(x, size)
@@ -334,45 +330,8 @@ def nearest(
 # --- the stored Fashion-MNIST test-set map ------------------------------------------------
 
 
-def weights_digest(model: LoadedModel) -> str:
-    """SHA-256 of the model's weights (every state-dict tensor, in order): changes when the weights do."""
-    h = hashlib.sha256()
-    with model.lock:
-        for name, t in model.module.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def store_dir() -> Path:
-    """Where computed maps are kept: $CNN_LENS_CACHE, else <data dir>/cache."""
-    return Path(os.environ.get("CNN_LENS_CACHE", data_dir() / "cache"))
-
-
 def _store_key(model: LoadedModel, method: str, params: dict[str, Any]) -> str:
-    spec = {
-        "version": _STORE_VERSION,
-        "model": model.name,
-        "weights": weights_digest(model),
-        "method": method,
-        "params": params,
-        "openTSNE": openTSNE.__version__,
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; other app processes/users read it too
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return store_key(model, version=_STORE_VERSION, method=method, params=params, openTSNE=openTSNE.__version__)
 
 
 def is_stored(model: LoadedModel, method: str, params: dict[str, Any] | None = None) -> bool:
@@ -431,7 +390,7 @@ def fashion_test_map(
             buf = io.BytesIO()
             pickle.dump(result, buf, protocol=pickle.HIGHEST_PROTOCOL)
             with contextlib.suppress(OSError):  # a read-only deployment still works, it just recomputes
-                _write_atomic(path, buf.getvalue())
+                write_atomic(path, buf.getvalue())
         if progress:
             progress(3 * n, 3 * n)
         return result

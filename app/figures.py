@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.colors import qualitative, sample_colorscale
 
 GAP = np.nan  # mosaic gaps render transparent
@@ -421,4 +422,73 @@ def curves(history: dict[str, list[float]], title: str, log: bool = False, heigh
         margin=dict(l=10, r=10, t=40, b=40),
         legend=dict(orientation="h", y=-0.3),
     )
+    return fig
+
+
+def scaled_picture(rgb: np.ndarray, side: int) -> np.ndarray:
+    """An RGB image (uint8 or 0..1 floats, [h, w, 3]) scaled so its longer side is `side` pixels, uint8.
+
+    Enlarging uses nearest neighbour, so a 3x3 receptive field stays nine crisp squares
+    instead of a blur; shrinking uses area averaging (PIL's box filter)."""
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
+    h, w = arr.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+    return np.asarray(Image.fromarray(arr).resize(size, method))
+
+
+def side_by_side(pictures: list[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Equal-height uint8 RGB pictures in a row with white gaps between them."""
+    h = max(p.shape[0] for p in pictures)
+    parts = []
+    for i, p in enumerate(pictures):
+        if i:
+            parts.append(np.full((h, gap, 3), 255, np.uint8))
+        parts.append(np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)), constant_values=255))
+    return np.concatenate(parts, axis=1)
+
+
+def boxed_image(image: np.ndarray, box: tuple[int, int, int, int], title: str = "", height: int = 360) -> go.Figure:
+    """An image with a rectangle around box = (top, left, bottom, right) (bottom/right exclusive).
+
+    The part of the box outside the image (a unit at the border looks into the zero
+    padding) is cut off at the image's edge, where the figure ends."""
+    h, w = image.shape[:2]
+    top, left, bottom, right = box
+    fig = rgb_figure(image, title, height)
+    fig.add_shape(
+        type="rect",
+        x0=max(left, 0) - 0.5,
+        x1=min(right, w) - 0.5,
+        y0=max(top, 0) - 0.5,
+        y1=min(bottom, h) - 0.5,
+        line=dict(color="#FFD400", width=3),
+    )
+    fig.update_xaxes(range=[-0.5, w - 0.5])
+    fig.update_yaxes(range=[h - 0.5, -0.5])
+    return fig
+
+
+def tile_mosaic(tiles: list[np.ndarray | None], names: list[str], cols: int = 8, side: int = 64) -> go.Figure:
+    """Small RGB pictures in a grid, each titled (e.g. a layer's best patch per channel); None = empty tile."""
+    rows = math.ceil(len(tiles) / cols)
+    label, gap = 14, 4
+    canvas = np.full((rows * (side + label + gap), cols * (side + gap), 3), 255, np.uint8)
+    fig = go.Figure()
+    for i, (tile, name) in enumerate(zip(tiles, names, strict=True)):
+        r, c = divmod(i, cols)
+        y, x = r * (side + label + gap) + label, c * (side + gap)
+        if tile is not None:
+            p = scaled_picture(tile, side)
+            canvas[y : y + p.shape[0], x : x + p.shape[1]] = p
+        fig.add_annotation(
+            x=x + side / 2, y=y - label / 2, text=name, showarrow=False, font=dict(size=10), yanchor="middle"
+        )
+    fig.add_trace(go.Image(z=canvas, hoverinfo="skip"))
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=min(1400, 40 + rows * (side + label + gap) * 1.3))
     return fig

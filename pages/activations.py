@@ -81,7 +81,8 @@ st.caption(
     "The overlay uses the map's colours, from its lowest to its highest value, and stretches the map to the "
     "image, so each cell covers the pixels it is centred on."
 )
-if st.button(
+dream, units = st.columns(2)
+if dream.button(
     "What does this channel look for? Dream it",
     icon=":material/auto_awesome:",
     help="Open the Dreams page and grow the picture that makes this channel fire most.",
@@ -89,3 +90,11 @@ if st.button(
 ):
     st.session_state[common.DREAM_UNIT_KEY] = (sel.model_key, layer, int(channel))
     st.switch_page("pages/dreams.py")
+if units.button(
+    f"What does channel {channel} look for? Its best dataset patches",
+    icon=":material/image_search:",
+    help="Opens What units look for on this channel: the images that excite it most.",
+    key="units_this_channel",
+):
+    st.session_state[common.UNIT_LINK] = (sel.model_key, layer, int(channel))
+    st.switch_page("pages/units.py")

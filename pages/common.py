@@ -34,6 +34,7 @@ IMAGE_BYTES = "image_bytes"  # the chosen image's bytes (memory only)
 FASHION_INTAKE = "fashion_intake"  # how to read an image for the Fashion model (INTAKE's keys)
 SESSION_MODEL = "session_model"  # a network trained on the Live training page, if the user chose it
 SESSION_MODEL_KEY = "session_model_key"  # its key in pages.cache
+UNIT_LINK = "units_link"  # (model key, layer, channel) that opens "What units look for" on one unit; read once
 
 # (model key, layer, channel) that another page hands to the Dreams page's feature visualisation
 DREAM_UNIT_KEY = "dream_unit"

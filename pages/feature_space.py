@@ -13,6 +13,7 @@ from app import figures
 from app.datasets import load_fashion_mnist
 from app.errors import LensError
 from app.images import Collection, load_collection
+from app.store import weights_digest
 from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"
@@ -139,7 +140,7 @@ try:
         groups = [model.labels[i] for i in labels]
         label_kind = "true label"
         hover = [f"test image #{i}" for i in range(len(labels))]
-        data_key = f"fashion:{sel.model_key}:{E.weights_digest(model)}"
+        data_key = f"fashion:{sel.model_key}:{weights_digest(model)}"
     else:
         uploads = st.file_uploader(
             "Images (2–500), or a .zip of them",

@@ -26,6 +26,7 @@ TITLES = {
     "filters": "Filters",
     "attribution": "Attribution",
     "occlusion": "Occlusion",
+    "units": "What units look for",
     "feature_space": "Feature space",
     "playground": "Layer playground",
     "training": "Live training",

@@ -1,8 +1,9 @@
 """Compute what does not depend on any student's image before students arrive (`make warm`).
 
-The Fashion-MNIST test-set maps (t-SNE at the page's default perplexity, and PCA) are
-stored on disk by app.embedding, keyed by the weights, so the first student to open
-Feature space reads a file instead of waiting for a t-SNE of 10,000 points. `make run`
+The Fashion-MNIST test-set maps (t-SNE at the page's default perplexity, and PCA) and the
+table of every unit's best test images are stored on disk (app.store), keyed by the
+weights, so the first student to open Feature space or What units look for reads a file
+instead of waiting for a t-SNE of 10,000 points or a pass over the test set. `make run`
 and the Docker build run this; a second run finds the files and returns at once.
 
     python -m scripts.warm_cache [--all-perplexities]
@@ -16,8 +17,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from app import dataset_examples as D
 from app import embedding as E
 from app.models import get_model
+from app.store import store_dir
 
 PRESETS = [("pca", E.map_params("pca")), ("tsne", E.map_params("tsne"))]
 
@@ -34,7 +37,10 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         E.fashion_test_map(model, method, params)
         print(f"Fashion-MNIST test-set map, {method} {params}: ready in {time.perf_counter() - start:.1f} s")
-    print(f"stored in {E.store_dir()}")
+    start = time.perf_counter()
+    D.fashion_test_table(model)
+    print(f"Fashion-MNIST test-set unit table: ready in {time.perf_counter() - start:.1f} s")
+    print(f"stored in {store_dir()}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from sklearn.manifold import trustworthiness
 from app import embedding as E
 from app.datasets import load_fashion_mnist
 from app.embedding import Map, features, nearest, pca_map, penultimate_layer, pixels, tsne_map
+from app.store import weights_digest
 from tests.conftest import photo
 
 
@@ -255,7 +256,7 @@ def test_fashion_map_key_follows_weights_method_and_params(small_test_set, fashi
     retrained = dataclasses.replace(fashion_untrained, module=copy.deepcopy(fashion_untrained.module))
     with torch.no_grad():
         retrained.module.classifier[2].bias.add_(1.0)
-    assert E.weights_digest(retrained) != E.weights_digest(fashion_untrained)
+    assert weights_digest(retrained) != weights_digest(fashion_untrained)
     E.fashion_test_map(retrained, "pca")
     assert len(os.listdir(small_test_set)) == 4
 
@@ -312,12 +313,16 @@ def test_tsne_map_is_trustworthy_and_places_held_out_images_in_their_class(test_
 
 
 def test_warm_cache_stores_the_maps_the_page_asks_for(small_test_set, fashion_untrained, monkeypatch):
-    """`make warm` / the Docker build compute exactly the files the Feature space page then reads."""
+    """`make warm` / the Docker build compute exactly the files the Feature space page then reads
+    (and the unit table of What units look for, tested in test_dataset_examples)."""
+    from app import dataset_examples as D
     from scripts import warm_cache
 
     monkeypatch.setattr(warm_cache, "get_model", lambda name: fashion_untrained)
+    monkeypatch.setattr(D, "load_fashion_mnist", E.load_fashion_mnist)  # the same small stand-in
     warm_cache.main([])
-    assert len(list(small_test_set.iterdir())) == len(warm_cache.PRESETS)
+    assert len(list(small_test_set.glob("fashion_test_*.pkl"))) == len(warm_cache.PRESETS)
+    assert len(list(small_test_set.glob("fashion_units_*.npz"))) == 1
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed instead of loading")

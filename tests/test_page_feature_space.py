@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from app import embedding as E
 from app.datasets import load_fashion_mnist
+from app.store import store_dir
 from models.fashion_cnn import CLASSES
 from tests.conftest import photo, png_bytes
 
@@ -92,7 +93,7 @@ def test_fashion_map_pca_then_tsne_with_neighbours(small_fashion_set):
     assert not at.exception, [e.value for e in at.exception]
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["title"]["text"].startswith("t-SNE (perplexity 10)")
-    assert len(list(Path(E.store_dir()).glob("*.pkl"))) == 3  # PCA, t-SNE at 30 and at 10, kept on disk
+    assert len(list(Path(store_dir()).glob("*.pkl"))) == 3  # PCA, t-SNE at 30 and at 10, kept on disk
 
 
 def _zip(files: dict[str, bytes]) -> bytes:

@@ -1,0 +1,59 @@
+"""The on-disk store for results computed once per set of weights (feature-space maps, unit tables).
+
+Computing a Fashion-MNIST test-set map or a table of every unit's best images takes
+seconds to minutes; a class of students would redo it on every visit. So such results
+are written to one folder, named by a key that changes whenever the weights, the
+code's format version or the parameters do, and any process of the app reads them.
+Files are written atomically (temporary file, then rename) and made world-readable,
+so several app replicas can share the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from app.datasets import data_dir
+from app.loaded import LoadedModel
+
+
+def weights_digest(model: LoadedModel) -> str:
+    """SHA-256 of the model's weights (every state-dict tensor, in order): changes when the weights do."""
+    h = hashlib.sha256()
+    with model.lock:
+        for name, t in model.module.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def store_dir() -> Path:
+    """Where computed results are kept: $CNN_LENS_CACHE, else <data dir>/cache."""
+    return Path(os.environ.get("CNN_LENS_CACHE", data_dir() / "cache"))
+
+
+def store_key(model: LoadedModel, **spec: Any) -> str:
+    """A file-name-safe key for a result of `model` (its name and weights) and `spec` (JSON-able values).
+
+    spec must name everything else the result depends on (format version, parameters,
+    library versions), so a changed computation never reads an old file."""
+    full = {"model": model.name, "weights": weights_digest(model), **spec}
+    return hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; other app processes/users read it too
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,245 @@
+"""What units look for: each unit's top dataset patches and their projections (Zeiler & Fergus)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app import attribution, figures
+from app import dataset_examples as D
+from app.datasets import load_fashion_mnist
+from app.embedding import labels_from_names, model_inputs
+from app.errors import LensError
+from app.images import Collection, load_collection
+from app.lru import ResultStore
+from pages import cache, common
+
+FASHION_SET = "Fashion-MNIST test set (10,000 images)"
+PHOTO_SET = "Bundled photos (200 crops of 10 free photos)"
+OWN_SET = "My own collection (upload)"
+SIDE = 112  # display size of one patch or projection, in screen pixels
+OVERVIEW = 64  # channels per page of the layer overview
+
+
+def _bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """Progress with an estimate of the time left; shown only once work really starts."""
+    slot, start = st.empty(), time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.monotonic() - start
+        left = f", about {elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
+        slot.progress(min(done / max(total, 1), 1.0), text=f"{text} ({done:,}/{total:,} images{left})")
+
+    return report, slot.empty
+
+
+@st.cache_resource
+def _examples() -> ResultStore:
+    """A unit's nine examples and a layer's overview tiles: many small entries, kept apart from
+    cache.shared so browsing units never evicts a data set's table."""
+    return ResultStore(max_entries=64, ttl=3600)
+
+
+@st.cache_resource(show_spinner=False)
+def _photos() -> list[D.Photo]:
+    return D.bundled_photos()
+
+
+@st.cache_resource(max_entries=4, ttl=3600, show_spinner=False)
+def _collection(files: tuple[tuple[str, bytes], ...]) -> Collection:
+    return load_collection(files)
+
+
+def _photo_table(model_key: str, key: str, images: list, progress) -> D.TopTable:
+    def compute() -> D.TopTable:
+        model = cache.model(model_key)[0]
+        batches = model_inputs(model, images, 16)
+        return D.top_units_table(model, batches, k=min(D.LABEL_TOP, len(images)), progress=progress, total=len(images))
+
+    return cache.shared(("table", model_key, key), compute)
+
+
+def _fashion_table(model_key: str, progress) -> D.TopTable:
+    def compute() -> D.TopTable:
+        model = cache.model(model_key)[0]
+        return D.fashion_test_table(model, progress=progress, keep="@" not in model_key)
+
+    return cache.shared(("table", model_key, "fashion"), compute)
+
+
+def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[int]], torch.Tensor], list[str], str]:
+    """(data key, table, inputs(indices), label of each image, what labels are) for the chosen data set."""
+    model = sel.model
+    sources = [FASHION_SET, OWN_SET] if model.name == "fashion_cnn" else [PHOTO_SET, OWN_SET]
+    source = st.radio("Data set", sources, key=f"units_source_{sel.model_key}", horizontal=True)
+    if source == FASHION_SET:
+        progress, done = _bar("Finding every unit's best test images (first time only)")
+        table = _fashion_table(sel.model_key, progress)
+        done()
+        _, labels = load_fashion_mnist("test")
+        names = [model.labels[int(i)] for i in labels]
+        return "fashion", table, lambda idx: D.fashion_inputs(model, idx), names, "true label"
+    if source == PHOTO_SET:
+        photos = _photos()
+        images = [p.image for p in photos]
+        progress, done = _bar("Finding every unit's best photos (first time only)")
+        table = _photo_table(sel.model_key, "photos", images, progress)
+        done()
+        names = labels_from_names([p.name for p in photos]) or []
+        return "photos", table, lambda idx: D.photo_inputs(model, [images[i] for i in idx]), names, "photo"
+    uploads = st.file_uploader(
+        "Images (2–500), or a .zip of them",
+        type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"],
+        accept_multiple_files=True,
+        key="units_upload",
+        help="Put the images of each category in its own folder inside the .zip (cats/…, dogs/…) to see which "
+        "categories each unit prefers. Nothing is stored.",
+    )
+    if not uploads:
+        st.info("Upload at least two images, or a .zip of a class's photos, to search them.")
+        st.stop()
+    collection = _collection(tuple((u.name, u.getvalue()) for u in uploads))
+    if collection.skipped:
+        with st.expander(f"{len(collection.skipped)} file(s) left out"):
+            st.write("\n".join(f"- {s.name}: {s.reason}" for s in collection.skipped))
+    images = collection.images
+    progress, done = _bar(f"Running {len(images)} images through the network")
+    table = _photo_table(sel.model_key, collection.key, images, progress)
+    done()
+    folders = labels_from_names(collection.names)
+    names = folders or collection.names
+    return (
+        collection.key,
+        table,
+        lambda idx: D.photo_inputs(model, [images[i] for i in idx]),
+        names,
+        "folder" if folders else "file",
+    )
+
+
+def _pair(model, patch: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """The patch and its projection side by side, each SIDE pixels on its long side."""
+    proj = attribution.gradient_image(projection, 99)
+    pictures = [figures.scaled_picture(D.to_rgb(model, patch), SIDE), figures.scaled_picture(proj, SIDE)]
+    return figures.side_by_side(pictures)
+
+
+sel = common.page(
+    "What units look for",
+    "A unit is one channel of one layer. To see what it has learned to detect, search a data set for the "
+    "images that excite it most, and show each one cut down to the part of the image the unit can see "
+    "(its receptive field), next to the unit's projection back to pixels (guided backpropagation from that "
+    "one unit at that one place): the picture Zeiler & Fergus (2014) made famous. Early layers answer to "
+    "edges and colours, deeper ones to textures, parts and whole objects.",
+)
+model = sel.model
+
+try:
+    data_key, table, inputs, names, label_kind = _data_set(sel)
+except LensError as exc:
+    common.show_lens_error(exc)
+    st.stop()
+
+layers = table.layers
+link = st.session_state.pop(common.UNIT_LINK, None)
+layer_key = f"units_layer_{sel.model_key}"
+if link and link[0] == sel.model_key and link[1] in layers:
+    st.session_state[layer_key] = link[1]
+if st.session_state.get(layer_key) not in layers:  # first visit: the last rectified map, a high-level layer
+    spatial_relus = [n for n in layers if model.layer(n).kind == "relu" and model.layer(n).spatial]
+    st.session_state[layer_key] = (spatial_relus or layers)[-1]
+left, right = st.columns([2, 1])
+layer = left.selectbox("Layer", layers, key=layer_key)
+row = model.layer(layer)
+channels = table.channels(layer)
+channel_key = f"units_channel_{sel.model_key}_{layer}"
+if link and link[0] == sel.model_key and link[1] == layer:
+    st.session_state[channel_key] = min(int(link[2]), channels - 1)
+channel = int(right.number_input("Channel", 0, channels - 1, key=channel_key))
+st.caption(
+    f"**{layer}** ({row.type}): {channels} channels; "
+    + f"each unit sees {D.describe_box(model, layer)} of the {model.input_size}×{model.input_size} input."
+    + f" Searched: {table.n_images:,} images."
+)
+
+st.subheader(f"The 9 images that excite {layer}, channel {channel} most")
+examples = _examples().get_or_compute(
+    ("examples", sel.model_key, data_key, layer, channel),
+    lambda: D.unit_examples(model, table, inputs, layer, channel, 9),
+)
+if not examples:
+    st.info("No images to show.")
+    st.stop()
+for start in range(0, len(examples), 3):
+    for col, (rank, ex) in zip(st.columns(3), enumerate(examples[start : start + 3], start + 1), strict=False):
+        col.image(
+            _pair(model, ex.patch, ex.projection),
+            caption=f"#{rank} · {ex.value:.3g} · {names[ex.image] if names else ''} · image {ex.image}",
+            width="stretch",
+        )
+st.caption(
+    "Left of each pair: the patch of the image this unit saw where it fired most (grey beyond the image's edge, "
+    "which is what the network's zero padding shows it). Right: the projection, bright where a small change "
+    "of the pixel would most increase this one unit. Numbers: the unit's activation, the image's "
+    f"{label_kind} and its number in the data set."
+)
+with st.expander("Where in its image? Pick one of the nine"):
+    which = st.radio("Image", range(1, len(examples) + 1), horizontal=True, key="units_which")
+    ex = examples[which - 1]
+    whole = (D.to_rgb(model, inputs([ex.image])[0].numpy()) * 255).round().astype(np.uint8)
+    st.plotly_chart(
+        figures.boxed_image(whole, ex.box, f"image {ex.image}: the unit at row {ex.y}, column {ex.x}"),
+        width="stretch",
+    )
+
+st.subheader("Your image")
+value, y, x = sel.analysis(D.unit_on_image, layer=layer, channel=channel)
+share = table.share_below(layer, channel, value)
+c1, c2 = st.columns([1, 1])
+c1.markdown(
+    f"Your image excites this unit with **{value:.3g}**"
+    + (f" at row {y}, column {x} of its {row.out_shape[1]}×{row.out_shape[2]} map" if row.spatial else "")
+    + f": stronger than **{share:.0%}** of the {table.n_images:,} images searched"
+    + (f" (the 9th best of them reached {examples[-1].value:.3g})." if len(examples) == 9 else ".")
+)
+box = D.receptive_box(model, layer, y, x)
+mine = sel.analysis(D.unit_projection, layer=layer, channel=channel, y=y, x_pos=x)
+c1.image(_pair(model, D.crop(sel.x[0].numpy(), box), D.crop(mine, box)), caption="what it saw · projection")
+c2.plotly_chart(
+    figures.boxed_image(np.asarray(common.model_input_rgb(sel)), box, "where on your image", height=320),
+    width="stretch",
+)
+
+if names and label_kind != "file":  # file names are all different: nothing to count
+    top = min(D.LABEL_TOP, table.k)
+    counts = D.label_counts(table, layer, channel, names, top)
+    st.subheader(f"Which {label_kind}s its {top} best images have")
+    st.bar_chart({"images": counts}, horizontal=True)
+    st.caption("A unit whose best images share one label has learned something specific to that category.")
+
+st.subheader(f"Layer overview: every channel's best patch in {layer}")
+pages = list(range(0, channels, OVERVIEW))
+first = st.selectbox(
+    "Channels",
+    pages,
+    format_func=lambda s: f"{s}–{min(s + OVERVIEW, channels) - 1}",
+    key=f"units_overview_{sel.model_key}_{layer}",
+)
+shown = range(first, min(first + OVERVIEW, channels))
+patches = _examples().get_or_compute(
+    ("overview", sel.model_key, data_key, layer, first),
+    lambda: D.best_patches(model, table, inputs, layer, shown),
+)
+tiles = [None if p is None else D.to_rgb(model, p) for p in patches]
+st.plotly_chart(
+    figures.tile_mosaic(tiles, [str(c) for c in shown]),
+    width="stretch",
+)
+st.caption(
+    "One tile per channel, numbered: the patch of the single image that excites that channel most. "
+    "Project it layer after layer to see the features grow from edges to textures to parts."
+)

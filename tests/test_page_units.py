@@ -1,0 +1,115 @@
+"""AppTest of "What units look for": the Fashion test set (a small stand-in), the bundled photos on
+VGG-16 (a few of them), an uploaded collection, and the link from the Activations page."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from app import dataset_examples as D
+from app.datasets import load_fashion_mnist
+from app.store import store_dir
+from models.fashion_cnn import CLASSES
+from pages.common import UNIT_LINK
+from tests.apptest import open_page
+from tests.conftest import photo, png_bytes
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "units.py")
+N = 120  # a small stand-in for the 10,000 test images, so the page test stays quick
+
+
+@pytest.fixture
+def small_sets(monkeypatch, tmp_path):
+    images, labels = load_fashion_mnist("test")
+    monkeypatch.setattr(D, "load_fashion_mnist", lambda split: (images[:N], labels[:N]))
+    monkeypatch.setattr("app.datasets.load_fashion_mnist", lambda split: (images[:N], labels[:N]))
+    photos = D.bundled_photos()
+    monkeypatch.setattr(D, "bundled_photos", lambda: photos[::20][:6] + photos[1::20][:6])
+    monkeypatch.setenv("CNN_LENS_CACHE", str(tmp_path))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def _app(model: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    at.session_state["model_name"] = model
+    at.session_state["image_bytes"] = png_bytes(photo((96, 64)))
+    return at
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [c for img in at.get("image") for c in img.captions]
+
+
+@pytest.mark.slow
+def test_fashion_unit_grid_your_image_labels_and_overview(small_sets):
+    at = _app("fashion_cnn").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "What units look for"
+    assert at.selectbox(key="units_layer_fashion_cnn").value == "relu2_2"
+    grid = [c for c in _captions(at) if c.startswith("#")]
+    assert len(grid) == 9 and all(c.split(" · ")[2] in CLASSES for c in grid)
+    assert any("stronger than" in m.value for m in at.markdown)
+    assert len(list(store_dir().glob("fashion_units_*.npz"))) == 1  # kept on disk
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(charts) == 3  # where in its image, where on your image, the overview
+    assert len(charts[-1]["layout"]["annotations"]) == 64  # channels 0-63 of relu2_2
+
+    at.number_input(key="units_channel_fashion_cnn_relu2_2").set_value(5).run()
+    at.radio(key="units_which").set_value(3).run()
+    at.selectbox(key="units_layer_fashion_cnn").set_value("fc4").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "whole image" in at.caption[0].value or any("whole image" in c.value for c in at.caption)
+
+
+def test_link_from_another_page_opens_the_unit(small_sets):
+    at = _app("fashion_cnn")
+    at.session_state[UNIT_LINK] = ("fashion_cnn", "conv2_1", 7)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="units_layer_fashion_cnn").value == "conv2_1"
+    assert at.number_input(key="units_channel_fashion_cnn_conv2_1").value == 7
+    assert any("conv2_1, channel 7" in h.value for h in at.subheader)
+
+
+def test_the_activations_page_links_to_its_channel(small_sets):
+    at = open_page("fashion_cnn", "pages/activations.py")
+    at.number_input(key="act_channel_fashion_cnn_relu1_1").set_value(4).run()
+    (button,) = [b for b in at.button if "What does channel 4 look for" in b.label]
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "What units look for"
+    assert at.selectbox(key="units_layer_fashion_cnn").value == "relu1_1"
+    assert at.number_input(key="units_channel_fashion_cnn_relu1_1").value == 4
+
+
+@pytest.mark.slow
+def test_vgg_bundled_photos_and_an_uploaded_collection(small_sets):
+    at = _app("vgg16").run()
+    assert not at.exception, [e.value for e in at.exception]
+    grid = [c for c in _captions(at) if c.startswith("#")]
+    assert len(grid) == 9
+    assert {c.split(" · ")[2] for c in grid} <= {p.stem for p in D.PHOTOS.glob("*.jpg")}
+    at.selectbox(key="units_layer_vgg16").set_value("conv1_1").run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    at.radio(key="units_source_vgg16").set_value("My own collection (upload)").run()
+    assert any("Upload at least two images" in i.value for i in at.info)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for j, kind in enumerate(("cats", "dogs")):
+            for i in range(3):
+                z.writestr(f"{kind}/{i}.png", png_bytes(photo((80 + 10 * i, 60), seed=i + 10 * j)))
+    at.file_uploader(key="units_upload").set_value([("class.zip", buf.getvalue(), "application/zip")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    grid = [c for c in _captions(at) if c.startswith("#")]
+    assert len(grid) == 6 and {c.split(" · ")[2] for c in grid} == {"cats", "dogs"}
