@@ -118,7 +118,8 @@ class _GeometryPass(fx.Interpreter):
     """Runs the graph once on a blank input, working out each node's Geometry from its inputs'.
 
     None means a unit depends on the whole image (after global pooling or flattening).
-    Rules: conv and pooling modules slide a window; adaptive pooling that divides its
+    Rules: conv and pooling modules slide a window; explicit padding layers shift where
+    the first unit's field starts; adaptive pooling that divides its
     input evenly is a window too, otherwise global; a node that keeps the spatial size
     (batch norm, activations, adds, concatenations) takes the union of its inputs'
     fields. An input broadcast from 1x1 (a squeeze-and-excitation gate) only rescales
@@ -152,6 +153,11 @@ class _GeometryPass(fx.Interpreter):
             if isinstance(layer, nn.MaxPool2d | nn.AvgPool2d):
                 dilation = getattr(layer, "dilation", 1)
                 return _window(geometries[0], layer.kernel_size, layer.stride, layer.padding, dilation)
+            if isinstance(layer, nn.ZeroPad2d | nn.ConstantPad2d):
+                # (left, right, top, bottom): new units before the first one, same fields and step
+                left, _, top, _ = layer.padding
+                g = geometries[0]
+                return Geometry(g.size, g.stride, (g.start[0] - top * g.stride[0], g.start[1] - left * g.stride[1]))
             if isinstance(layer, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
                 (h_in, w_in), (h, w) = self.shapes[spatial[0]][2:], shape[2:]
                 if h_in % h or w_in % w:

@@ -246,3 +246,24 @@ def test_feature_space_and_playground_on_efficientnet(lite):
     assert embedding.predict(lite, feats).tolist() == [int(lite.logits(lite.preprocess(img))[0].argmax())]
     last = playground.last_layer(lite, x)
     np.testing.assert_allclose(last["logits"], lite.logits(x)[0].numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [
+        ("resnet", "layer2.0.add"),
+        ("lite", "stage2.block1.depthwise_conv"),  # after TensorFlow's asymmetric ZeroPad2d
+        ("lite", "stage4.block1.depthwise_relu"),
+    ],
+)
+def test_unit_boxes_agree_with_the_layer_table_on_dags(request, name, layer):
+    """What units look for (app.dataset_examples) and the layer table place a unit's field alike."""
+    from app.dataset_examples import receptive_box
+
+    model = request.getfixturevalue(name)
+    row, size = model.layer(layer), model.input_size
+    n = row.out_shape[-1]
+    for i, j in [(n // 2, n // 2), (0, 0), (n - 1, 1)]:
+        top, left, bottom, right = receptive_box(model, layer, i, j)
+        clipped = (max(top, 0), min(bottom, size) - 1), (max(left, 0), min(right, size) - 1)
+        assert clipped == (row.rf_box(i, size), row.rf_box(j, size)), (i, j)
