@@ -30,6 +30,7 @@ TITLES = {
     "feature_space": "Feature space",
     "playground": "Layer playground",
     "training": "Live training",
+    "dreams": "Dreams",
 }
 
 
