@@ -110,7 +110,7 @@ def retry_weights(name: str) -> str:
         loaded = _retry_results.pop(name, None)
         if loaded is not None:
             _shared_models()[name] = (loaded, None)
-            for store in (_results(), _data_results()):
+            for store in (_results(), _data_results(), _unit_results()):
                 store.clear()
             logits.clear()
             layer_outputs.clear()
@@ -145,6 +145,18 @@ def layer_outputs(model_key: str, input_key: str, _x: torch.Tensor) -> dict[str,
 def _results() -> ResultStore:
     """One bounded result store per process, shared by all sessions (keys include the image hash)."""
     return ResultStore(max_entries=128, ttl=3600, max_bytes=RESULTS_BYTES)
+
+
+@st.cache_resource
+def _unit_results() -> ResultStore:
+    """A unit's nine examples and a layer's overview tiles: many small entries, kept apart from the
+    data-set store so browsing units never evicts a data set's table."""
+    return ResultStore(max_entries=64, ttl=3600)
+
+
+def unit_result(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
+    """`compute()` once per key for all sessions: the What units look for page's per-unit pictures."""
+    return _unit_results().get_or_compute(key, compute)
 
 
 @st.cache_resource

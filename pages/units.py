@@ -13,7 +13,6 @@ from app import dataset_examples as D
 from app.datasets import load_fashion_mnist
 from app.embedding import labels_from_names, model_inputs
 from app.errors import LensError
-from app.lru import ResultStore
 from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"
@@ -21,13 +20,6 @@ PHOTO_SET = "Bundled photos (200 crops of 10 free photos)"
 OWN_SET = "My own collection (upload)"
 SIDE = 112  # display size of one patch or projection, in screen pixels
 OVERVIEW = 64  # channels per page of the layer overview
-
-
-@st.cache_resource
-def _examples() -> ResultStore:
-    """A unit's nine examples and a layer's overview tiles: many small entries, kept apart from
-    cache.shared so browsing units never evicts a data set's table."""
-    return ResultStore(max_entries=64, ttl=3600)
 
 
 @st.cache_resource(show_spinner=False)
@@ -139,7 +131,7 @@ st.caption(
 )
 
 st.subheader(f"The 9 images that excite {layer}, channel {channel} most")
-examples = _examples().get_or_compute(
+examples = cache.unit_result(
     ("examples", sel.model_key, data_key, layer, channel),
     lambda: D.unit_examples(model, table, inputs, layer, channel, 9),
 )
@@ -202,7 +194,7 @@ first = st.selectbox(
     key=f"units_overview_{sel.model_key}_{layer}",
 )
 shown = range(first, min(first + OVERVIEW, channels))
-patches = _examples().get_or_compute(
+patches = cache.unit_result(
     ("overview", sel.model_key, data_key, layer, first),
     lambda: D.best_patches(model, table, inputs, layer, shown),
 )
