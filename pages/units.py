@@ -15,7 +15,6 @@ from app.datasets import load_fashion_mnist
 from app.embedding import labels_from_names, model_inputs
 from app.errors import LensError
 from app.images import Collection, load_collection
-from app.lru import ResultStore
 from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"
@@ -37,13 +36,6 @@ def _bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     return report, slot.empty
 
 
-@st.cache_resource
-def _examples() -> ResultStore:
-    """A unit's nine examples and a layer's overview tiles: many small entries, kept apart from
-    cache.shared so browsing units never evicts a data set's table."""
-    return ResultStore(max_entries=64, ttl=3600)
-
-
 @st.cache_resource(show_spinner=False)
 def _photos() -> list[D.Photo]:
     return D.bundled_photos()
@@ -63,14 +55,6 @@ def _photo_table(model_key: str, key: str, images: list, progress) -> D.TopTable
     return cache.shared(("table", model_key, key), compute)
 
 
-def _fashion_table(model_key: str, progress) -> D.TopTable:
-    def compute() -> D.TopTable:
-        model = cache.model(model_key)[0]
-        return D.fashion_test_table(model, progress=progress, keep="@" not in model_key)
-
-    return cache.shared(("table", model_key, "fashion"), compute)
-
-
 def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[int]], torch.Tensor], list[str], str]:
     """(data key, table, inputs(indices), label of each image, what labels are) for the chosen data set."""
     model = sel.model
@@ -78,7 +62,7 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
     source = st.radio("Data set", sources, key=f"units_source_{sel.model_key}", horizontal=True)
     if source == FASHION_SET:
         progress, done = _bar("Finding every unit's best test images (first time only)")
-        table = _fashion_table(sel.model_key, progress)
+        table = cache.fashion_unit_table(sel.model_key, progress)
         done()
         _, labels = load_fashion_mnist("test")
         names = [model.labels[int(i)] for i in labels]
@@ -166,8 +150,17 @@ st.caption(
     + f" Searched: {table.n_images:,} images."
 )
 
+if st.button(
+    "Dream this unit",
+    icon=":material/auto_awesome:",
+    help="Open the Dreams page with this layer and channel picked, and grow the picture that makes it fire most.",
+    key="units_dream",
+):
+    st.session_state[common.DREAM_UNIT_KEY] = (sel.model_key, layer, channel)
+    st.switch_page("pages/dreams.py")
+
 st.subheader(f"The 9 images that excite {layer}, channel {channel} most")
-examples = _examples().get_or_compute(
+examples = cache.unit_examples().get_or_compute(
     ("examples", sel.model_key, data_key, layer, channel),
     lambda: D.unit_examples(model, table, inputs, layer, channel, 9),
 )
@@ -230,7 +223,7 @@ first = st.selectbox(
     key=f"units_overview_{sel.model_key}_{layer}",
 )
 shown = range(first, min(first + OVERVIEW, channels))
-patches = _examples().get_or_compute(
+patches = cache.unit_examples().get_or_compute(
     ("overview", sel.model_key, data_key, layer, first),
     lambda: D.best_patches(model, table, inputs, layer, shown),
 )
