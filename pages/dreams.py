@@ -49,10 +49,24 @@ def _busy() -> bool:
     return any(job.active for job in _session_jobs().values())
 
 
+HEARTBEAT_S = 5  # how often an open page tells its jobs it is still there (jobs.WATCH_TIMEOUT)
+
+
 def _start(key: str, label: str, work: Callable[[jobs.Job], dreams.Dream], request: tuple) -> None:
-    """Submit the dream; `request` (every parameter, seed included) lets identical requests share one run."""
-    _session_jobs()[key] = jobs.submit(work, label, key=request)
+    """Submit the dream; `request` (every parameter, seed included) lets identical requests share one run.
+
+    The job stops by itself if this page stops telling it someone watches (`_heartbeat`): a closed
+    tab must not keep a heavy slot busy.
+    """
+    _session_jobs()[key] = jobs.submit(work, label, key=request, abandon_after=jobs.WATCH_TIMEOUT)
     st.rerun()  # redraw with the button disabled and the live panel polling
+
+
+@st.fragment(run_every=HEARTBEAT_S)
+def _heartbeat() -> None:
+    """While this page is open (whichever tab), every job of this person is watched."""
+    for job in _session_jobs().values():
+        job.touch()
 
 
 def _cancel(key: str) -> None:
@@ -215,7 +229,12 @@ if not model.trained:
     )
 busy = _busy()
 if busy:
-    st.caption("One dream at a time per person: the buttons come back when your current one ends.")
+    st.caption(
+        "One dream at a time per person: the buttons come back when your current one ends. Stay on this page "
+        f"while it runs: a dream nobody watches is stopped after {jobs.WATCH_TIMEOUT:.0f} s, to free the server "
+        "for others."
+    )
+    _heartbeat()
 handoff = st.session_state.pop(common.DREAM_UNIT_KEY, None)
 if handoff and handoff[0] == model_key:  # from Activations or What units look for: open on that unit
     st.session_state["dream_tab"] = "Feature visualisation"

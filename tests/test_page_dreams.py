@@ -33,6 +33,12 @@ def _app(model: str, tab: str | None = None) -> AppTest:
     return _ok(at.run())
 
 
+@pytest.fixture(autouse=True)
+def patient_jobs(monkeypatch):
+    """AppTest does not run the page's heartbeat between runs; a busy CI machine may take minutes."""
+    monkeypatch.setattr(jobs, "WATCH_TIMEOUT", 600.0)
+
+
 @pytest.fixture
 def store(monkeypatch, tmp_path):
     """An empty results folder and empty in-memory caches: no unit table is at hand."""
@@ -172,6 +178,10 @@ def test_a_waiting_dream_shows_its_place_and_can_be_cancelled(monkeypatch) -> No
         _ok(at.run())
         assert any("number 1 in the queue" in i.value for i in at.info)
         job = at.session_state["dream_jobs"]["features:fashion_cnn"]
+        assert job.abandon_after == 600.0  # the page's heartbeat keeps it; a closed tab would not
+        seen = job._seen
+        _ok(at.run())
+        assert job._seen > seen and job.state == "waiting"
         at.button(key="cancel_features:fashion_cnn").click()
         _ok(at.run())
         assert "features:fashion_cnn" not in at.session_state["dream_jobs"]  # the panel is gone
