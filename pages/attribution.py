@@ -137,21 +137,16 @@ with tabs[0]:
                 help="Noise std as a fraction of the input's value range (max − min).",
             )
             params = dict(target=target, smoothgrad_samples=samples, noise=noise)
-            common.confirm_long_run(
+            sal = common.long_analysis(
+                sel,
+                attr.saliency,
                 0.0 if sel.has(attr.saliency, **params) else attr.estimate_smoothgrad_seconds(model, samples),
                 f"SmoothGrad with {samples} noisy copies",
                 "Compute SmoothGrad",
-                key="attr_sg_start",
-            )
-            remove_cancel = common.cancel_button("attr_sg_cancel")
-            bar = st.progress(0.0, text="SmoothGrad")
-            sal = sel.analysis(
-                attr.saliency,
-                progress=lambda i, n: bar.progress(i / n, text=f"SmoothGrad: {i} of {n} noisy copies"),
+                "attr_sg",
+                "SmoothGrad: noisy copies",
                 **params,
             )
-            bar.empty()
-            remove_cancel()
             heat_panels("SmoothGrad", sal, "sal_smooth")
         else:
             heat_panels("saliency", maps["saliency"], "sal")

@@ -8,6 +8,7 @@ so every page sees the same image and no page handles raw uploads itself.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from PIL import Image
 
 from app.errors import LensError
 from app.fashion import fashion_input, looks_like_fashion_mnist
-from app.images import image_key, load_image
+from app.images import Collection, image_key, load_collection, load_image
 from app.loaded import LoadedModel, PreprocessStep
 from app.models import MODEL_NAMES, OFFLINE_IMAGENET
 from app.numeric import softmax
@@ -295,12 +296,65 @@ def confirm_long_run(seconds: float, what: str, button: str, key: str) -> None:
     slot.empty()  # started: the progress bar takes over
 
 
+def progress_bar(text: str, unit: str = "") -> tuple[Progress, Callable[[], None]]:
+    """A progress callback that shows a bar, with an estimate of the time left, only once work really
+    starts (a cached step shows nothing), and a function that removes the bar again."""
+    slot, start = st.empty(), time.monotonic()
+    unit = f" {unit}" if unit else ""
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.monotonic() - start
+        left = f", about {elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
+        slot.progress(min(done / max(total, 1), 1.0), text=f"{text} ({done:,}/{total:,}{unit}{left})")
+
+    return report, slot.empty
+
+
+@st.cache_resource(max_entries=2, ttl=3600, show_spinner=False)  # up to 500 images of 512 px: ~375 MB each
+def _collection(files: tuple[tuple[str, bytes], ...]) -> Collection:
+    return load_collection(files)
+
+
+def collection_upload(key: str, help: str, empty: str) -> Collection:
+    """The user's own image collection (files or a .zip), decoded once for every page that uses it;
+    stops the page with `empty` until there is one, and lists the files that were left out."""
+    uploads = st.file_uploader(
+        "Images (2–500), or a .zip of them",
+        type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"],
+        accept_multiple_files=True,
+        key=key,
+        help=help,
+    )
+    if not uploads:
+        st.info(empty)
+        st.stop()
+    collection = _collection(tuple((u.name, u.getvalue()) for u in uploads))
+    if collection.skipped:
+        with st.expander(f"{len(collection.skipped)} file(s) left out"):
+            st.write("\n".join(f"- {s.name}: {s.reason}" for s in collection.skipped))
+    return collection
+
+
 def cancel_button(key: str) -> Callable[[], None]:
     """A Cancel button to draw just before a long computation with progress: clicking it reruns the page,
     and Streamlit stops the running computation at its next progress update. Returns what removes it."""
     slot = st.empty()
     slot.button("Cancel", key=key, icon=":material/cancel:")
     return slot.empty
+
+
+def long_analysis(
+    sel: Selection, func: Callable[..., Any], seconds: float, what: str, button: str, key: str, steps: str, **params
+) -> Any:
+    """An analysis that may take a while: asks first when estimated over LONG_RUN_SECONDS, then shows
+    progress ("<steps>: i of n") and a Cancel button while it runs. Keys: <key>_start and <key>_cancel."""
+    confirm_long_run(seconds, what, button, key=f"{key}_start")
+    remove_cancel = cancel_button(f"{key}_cancel")
+    bar = st.progress(0.0, text=what)
+    result = sel.analysis(func, progress=lambda i, n: bar.progress(i / n, text=f"{steps}: {i} of {n}"), **params)
+    bar.empty()
+    remove_cancel()
+    return result
 
 
 def model_input_rgb(sel: Selection) -> Image.Image:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import streamlit as st
 from PIL import Image
@@ -12,7 +10,7 @@ from app import embedding as E
 from app import figures
 from app.datasets import load_fashion_mnist
 from app.errors import LensError
-from app.images import Collection, load_collection
+from app.images import Collection
 from app.store import weights_digest
 from pages import cache, common
 
@@ -20,17 +18,6 @@ FASHION_SET = "Fashion-MNIST test set (10,000 images)"
 OWN_SET = "My own collection (upload)"
 METRICS = {"l2": "L2 (Euclidean; ranks like MSE)", "l1": "L1 (sum of absolute differences)", "cosine": "cosine"}
 PIXEL_SIDE = 56  # pixel-space neighbours of 224x224 photos are searched at 56x56 (memory)
-
-
-def _bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """A progress callback that shows a bar only once work really starts (cached steps show nothing),
-    and a function that removes the bar again."""
-    slot = st.empty()
-
-    def report(done: int, total: int) -> None:
-        slot.progress(min(done / max(total, 1), 1.0), text=f"{text} ({done:,}/{total:,})")
-
-    return report, slot.empty
 
 
 def _fashion_map(model_key: str, method: str, perplexity: float, progress) -> tuple:
@@ -45,11 +32,6 @@ def _fashion_map(model_key: str, method: str, perplexity: float, progress) -> tu
         return fmap, labels, feats, E.predict(model, feats), E.pixels(model, images), images.numpy()
 
     return cache.shared(("fashion", model_key, method, perplexity), compute)
-
-
-@st.cache_resource(max_entries=2, ttl=3600, show_spinner=False)  # up to 500 images of 512 px: ~375 MB each
-def _collection(files: tuple[tuple[str, bytes], ...]) -> Collection:
-    return load_collection(files)
 
 
 def _collection_features(model_key: str, collection: Collection, progress) -> tuple:
@@ -132,7 +114,7 @@ try:
                 key="fs_start",
             )
             remove_cancel = common.cancel_button("fs_cancel")
-        progress, done = _bar("Computing the map of the 10,000 test images (first time only)")
+        progress, done = common.progress_bar("Computing the map of the 10,000 test images (first time only)")
         fmap, labels, feats, preds, pix, thumbs = _fashion_map(sel.model_key, method, perplexity, progress)
         done()
         if remove_cancel is not None:
@@ -142,25 +124,16 @@ try:
         hover = [f"test image #{i}" for i in range(len(labels))]
         data_key = f"fashion:{sel.model_key}:{weights_digest(model)}"
     else:
-        uploads = st.file_uploader(
-            "Images (2–500), or a .zip of them",
-            type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"],
-            accept_multiple_files=True,
-            key="fs_upload",
+        collection = common.collection_upload(
+            "fs_upload",
             help="Put the images of each category in its own folder inside the .zip (cats/…, dogs/…) and the map "
             "is coloured by those folders; otherwise by the network's prediction. Nothing is stored.",
+            empty="Upload at least two images, or a .zip of a class's photos, to map them.",
         )
-        if not uploads:
-            st.info("Upload at least two images, or a .zip of a class's photos, to map them.")
-            st.stop()
-        collection = _collection(tuple((u.name, u.getvalue()) for u in uploads))
-        if collection.skipped:
-            with st.expander(f"{len(collection.skipped)} file(s) left out"):
-                st.write("\n".join(f"- {s.name}: {s.reason}" for s in collection.skipped))
-        progress, done = _bar(f"Feature vectors of {len(collection.items)} images")
+        progress, done = common.progress_bar(f"Feature vectors of {len(collection.items)} images")
         feats, preds, pix = _collection_features(sel.model_key, collection, progress)
         done()
-        progress, done = _bar("Arranging the map")
+        progress, done = common.progress_bar("Arranging the map")
         fmap = _collection_map(sel.model_key, collection.key, method, perplexity, feats, progress)
         done()
         folder_labels = E.labels_from_names(collection.names)

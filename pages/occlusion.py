@@ -70,21 +70,16 @@ run_key = (sel.input_key, *params.values())
 done = st.session_state.setdefault("occ_done", set())
 
 if run_key not in done:
-    common.confirm_long_run(
+    result = common.long_analysis(
+        sel,
+        occ.occlusion_map,
         occ.estimate_seconds(model, window, stride, precision),
         f"Occluding {n_y * n_x} positions (a larger stride is quicker)",
         f"Compute {n_y * n_x} occluded copies",
-        key="occ_start",
-    )
-    remove_cancel = common.cancel_button("occ_cancel")
-    bar = st.progress(0.0, text="Occluding…")
-    result = sel.analysis(
-        occ.occlusion_map,
-        progress=lambda i, n: bar.progress(i / n, text=f"Occluded copies: {i} of {n}"),
+        "occ",
+        "Occluded copies",
         **params,
     )
-    bar.empty()
-    remove_cancel()
     done.add(run_key)
 else:
     result = sel.analysis(occ.occlusion_map, **params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -14,7 +13,6 @@ from app import dataset_examples as D
 from app.datasets import load_fashion_mnist
 from app.embedding import labels_from_names, model_inputs
 from app.errors import LensError
-from app.images import Collection, load_collection
 from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"
@@ -24,26 +22,9 @@ SIDE = 112  # display size of one patch or projection, in screen pixels
 OVERVIEW = 64  # channels per page of the layer overview
 
 
-def _bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """Progress with an estimate of the time left; shown only once work really starts."""
-    slot, start = st.empty(), time.monotonic()
-
-    def report(done: int, total: int) -> None:
-        elapsed = time.monotonic() - start
-        left = f", about {elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
-        slot.progress(min(done / max(total, 1), 1.0), text=f"{text} ({done:,}/{total:,} images{left})")
-
-    return report, slot.empty
-
-
 @st.cache_resource(show_spinner=False)
 def _photos() -> list[D.Photo]:
     return D.bundled_photos()
-
-
-@st.cache_resource(max_entries=4, ttl=3600, show_spinner=False)
-def _collection(files: tuple[tuple[str, bytes], ...]) -> Collection:
-    return load_collection(files)
 
 
 def _photo_table(model_key: str, key: str, images: list, progress) -> D.TopTable:
@@ -61,7 +42,7 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
     sources = [FASHION_SET, OWN_SET] if model.name == "fashion_cnn" else [PHOTO_SET, OWN_SET]
     source = st.radio("Data set", sources, key=f"units_source_{sel.model_key}", horizontal=True)
     if source == FASHION_SET:
-        progress, done = _bar("Finding every unit's best test images (first time only)")
+        progress, done = common.progress_bar("Finding every unit's best test images (first time only)", "images")
         table = cache.fashion_unit_table(sel.model_key, progress)
         done()
         _, labels = load_fashion_mnist("test")
@@ -70,28 +51,19 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
     if source == PHOTO_SET:
         photos = _photos()
         images = [p.image for p in photos]
-        progress, done = _bar("Finding every unit's best photos (first time only)")
+        progress, done = common.progress_bar("Finding every unit's best photos (first time only)", "images")
         table = _photo_table(sel.model_key, "photos", images, progress)
         done()
         names = labels_from_names([p.name for p in photos]) or []
         return "photos", table, lambda idx: D.photo_inputs(model, [images[i] for i in idx]), names, "photo"
-    uploads = st.file_uploader(
-        "Images (2–500), or a .zip of them",
-        type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"],
-        accept_multiple_files=True,
-        key="units_upload",
+    collection = common.collection_upload(
+        "units_upload",
         help="Put the images of each category in its own folder inside the .zip (cats/…, dogs/…) to see which "
         "categories each unit prefers. Nothing is stored.",
+        empty="Upload at least two images, or a .zip of a class's photos, to search them.",
     )
-    if not uploads:
-        st.info("Upload at least two images, or a .zip of a class's photos, to search them.")
-        st.stop()
-    collection = _collection(tuple((u.name, u.getvalue()) for u in uploads))
-    if collection.skipped:
-        with st.expander(f"{len(collection.skipped)} file(s) left out"):
-            st.write("\n".join(f"- {s.name}: {s.reason}" for s in collection.skipped))
     images = collection.images
-    progress, done = _bar(f"Running {len(images)} images through the network")
+    progress, done = common.progress_bar(f"Running {len(images)} images through the network", "images")
     table = _photo_table(sel.model_key, collection.key, images, progress)
     done()
     folders = labels_from_names(collection.names)
