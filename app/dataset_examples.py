@@ -534,6 +534,30 @@ def photo_inputs(model: LoadedModel, photos: Sequence[Image.Image]) -> torch.Ten
 _table_locks: dict[str, threading.Lock] = {}
 
 
+def _fashion_table_file(model: LoadedModel, k: int) -> tuple[str, Path]:
+    key = store_key(model, version=_STORE_VERSION, kind="unit_table", k=k)
+    return key, store_dir() / f"fashion_units_{key}.npz"
+
+
+def _read_table(path: Path) -> TopTable | None:
+    """Our own stored table, or None when there is none; an unreadable one (e.g. cut short by a full
+    disk) counts as none, so it is recomputed."""
+    if path.exists():
+        with contextlib.suppress(OSError, ValueError, KeyError, EOFError):
+            return TopTable.from_bytes(path)
+    return None
+
+
+def stored_fashion_table(model: LoadedModel, k: int = LABEL_TOP) -> TopTable | None:
+    """The Fashion test-set table if it is already on disk, else None: never computes it.
+
+    For pages that show a unit's best patches only as a bonus (the Dreams page): reading
+    the file takes milliseconds, computing the table seconds to minutes, which such a
+    page must not start without asking.
+    """
+    return _read_table(_fashion_table_file(model, k)[1])
+
+
 def fashion_test_table(
     model: LoadedModel, k: int = LABEL_TOP, progress: Progress | None = None, keep: bool = True
 ) -> TopTable:
@@ -544,13 +568,10 @@ def fashion_test_table(
     keep=False (a network trained in a user's session) computes without writing. If the
     folder is read-only the table is still returned, just not kept.
     """
-    key = store_key(model, version=_STORE_VERSION, kind="unit_table", k=k)
-    path = store_dir() / f"fashion_units_{key}.npz"
+    key, path = _fashion_table_file(model, k)
     with _table_locks.setdefault(key, threading.Lock()):
-        if keep and path.exists():
-            # our own file; an unreadable one (e.g. cut short by a full disk) is recomputed
-            with contextlib.suppress(OSError, ValueError, KeyError, EOFError):
-                return TopTable.from_bytes(path)
+        if keep and (stored := _read_table(path)) is not None:
+            return stored
         images, _ = load_fashion_mnist("test")
         table = top_units_table(model, model_inputs(model, images, _SMALL_BATCH), k, progress, total=len(images))
         if keep:

@@ -91,35 +91,73 @@ def to_input(model: LoadedModel, image: np.ndarray) -> torch.Tensor:
 # ---- private graphs and the exact-gradient context -----------------------------------
 
 
-class _RedirectedReLU(torch.autograd.Function):
-    """ReLU whose backward pass never goes silent: Lucid's `redirected_relu_grad` (Olah et al. 2017).
+class _RedirectedClamp(torch.autograd.Function):
+    """ReLU / ReLU6 (a clamp to [low, high]) whose backward pass never goes silent: Lucid's
+    `redirected_relu_grad` and `redirected_relu6_grad` (Olah et al. 2017).
 
     A unit whose ReLU is off everywhere in the starting picture has zero gradient
-    and would never switch on. Where the ordinary ReLU gradient of a sample is all
-    zero, this one lets through the part of the gradient that would raise the
-    ReLU's input; otherwise it is the ordinary gradient.
+    and would never switch on; a ReLU6 is also silent where it is saturated at 6.
+    Where the ordinary gradient of a sample is all zero, this one also lets through,
+    outside the linear range, the part of the gradient that pushes the input back
+    into it (up from below `low`, down from above `high`); otherwise it is the
+    ordinary gradient. Signs: the optimiser descends on -objective, so a negative
+    gradient raises the input.
     """
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, low: float, high: float | None
+    ) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return x.clamp(min=0)
+        ctx.low, ctx.high = low, high
+        return x.clamp(min=low, max=high)
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (x,) = ctx.saved_tensors
-        relu_grad = grad * (x > 0)
-        redirected = grad * ((x > 0) | (grad < 0))  # descent (we minimise -objective) lifts x where grad < 0
-        silent = relu_grad.flatten(1).abs().amax(1) == 0
-        return torch.where(silent.view(-1, *[1] * (grad.dim() - 1)), redirected, relu_grad)
+        low, high = ctx.low, ctx.high
+        linear = x > low if high is None else (x > low) & (x < high)
+        ordinary = grad * linear
+        towards = linear | ((x <= low) & (grad < 0))
+        if high is not None:
+            towards = towards | ((x >= high) & (grad > 0))
+        silent = ordinary.flatten(1).abs().amax(1) == 0
+        return torch.where(silent.view(-1, *[1] * (grad.dim() - 1)), grad * towards, ordinary), None, None
 
 
 def redirected_relu(x: torch.Tensor) -> torch.Tensor:
-    return _RedirectedReLU.apply(x)
+    return _RedirectedClamp.apply(x, 0.0, None)
+
+
+def redirected_clamp(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """ReLU6 (low 0, high 6) or any hardtanh, with the redirected gradient."""
+    return _RedirectedClamp.apply(x, float(low), float(high))
+
+
+_RELU_FUNCTIONS = (F.relu, torch.relu)
+
+
+def _clamp_bounds(model: LoadedModel, node: fx.Node) -> tuple[float, float | None] | None:
+    """(low, high) of a ReLU (high None), ReLU6 or hardtanh node (module or function call), else None."""
+    if node.op == "call_module":
+        module = model.module.get_submodule(node.target)
+        if isinstance(module, nn.ReLU):
+            return 0.0, None
+        if isinstance(module, nn.Hardtanh):  # nn.ReLU6 is a Hardtanh(0, 6)
+            return float(module.min_val), float(module.max_val)
+    elif node.op == "call_function":
+        if node.target in _RELU_FUNCTIONS:
+            return 0.0, None
+        if node.target is F.relu6:
+            return 0.0, 6.0
+        if node.target is F.hardtanh:
+            args = dict(zip(("input", "min_val", "max_val"), node.args, strict=False)) | dict(node.kwargs)
+            return float(args.get("min_val", -1.0)), float(args.get("max_val", 1.0))
+    return None
 
 
 def _edit(model: LoadedModel, names: tuple[str, ...], redirect: bool) -> Callable[[fx.Graph], None]:
-    """Keep only the outputs `names`; with `redirect`, every ReLU call becomes `redirected_relu`."""
+    """Keep only the outputs `names`; with `redirect`, every ReLU, ReLU6 and hardtanh becomes redirected."""
 
     def edit(graph: fx.Graph) -> None:
         output = next(n for n in graph.nodes if n.op == "output")
@@ -128,12 +166,18 @@ def _edit(model: LoadedModel, names: tuple[str, ...], redirect: bool) -> Callabl
         if not redirect:
             return
         for node in list(graph.nodes):
-            module = model.module.get_submodule(node.target) if node.op == "call_module" else None
-            if isinstance(module, nn.ReLU) or (node.op == "call_function" and node.target in (F.relu, torch.relu)):
-                with graph.inserting_after(node):
-                    replacement = graph.call_function(redirected_relu, (node.args[0],))
-                node.replace_all_uses_with(replacement)
-                graph.erase_node(node)
+            bounds = _clamp_bounds(model, node)
+            if bounds is None:
+                continue
+            low, high = bounds
+            with graph.inserting_after(node):
+                replacement = (
+                    graph.call_function(redirected_relu, (node.args[0],))
+                    if high is None
+                    else graph.call_function(redirected_clamp, (node.args[0], low, high))
+                )
+            node.replace_all_uses_with(replacement)
+            graph.erase_node(node)
 
     return edit
 
@@ -590,13 +634,23 @@ def style_transfer(
     image's, averaged over layers. TV (total variation: mean absolute difference
     of neighbouring pixels, times 10) keeps the picture from filling with pixel
     noise. Adam rather than L-BFGS: one gradient per step, so progress, previews
-    and cancel come at a steady pace. The run has no randomness; `seed` is accepted
-    for the same interface as the other dreams.
+    and cancel come at a steady pace.
+
+    seed has no effect, and this is deliberate: the result is the same for every
+    seed. Gatys et al. start from noise, but starting from the content image (as
+    here) is what makes a few dozen CPU steps enough, and nothing else in the run
+    is random: no random shifts (the picture is compared with fixed targets, not
+    searched for a robust pattern, so the views of `visualise` and `deep_dream`
+    would only blur it) and no random restarts; Adam and the CPU convolutions are
+    deterministic. A seed that selected a noisy start would only give a worse
+    picture for the same steps. It stays in the signature so that all the dreams
+    share one interface (the issue's), and a caller that passes a seed everywhere
+    gets reproducible results here too.
     """
     unavailable = style_unavailable(model)
     if unavailable:
         raise ValueError(unavailable)
-    del seed  # deterministic: starts from the content image
+    del seed  # no randomness in the run: see the docstring
     size = int(size or 192)
     steps = int(steps or 80)
     style_weight = 10.0 if style_weight is None else float(style_weight)

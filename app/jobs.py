@@ -14,7 +14,11 @@ wait in arrival order, each able to see its place in the queue. One pool,
 and can cancel it. Deterministic work can be given a `key`: a class told "everyone
 make the class model of Sandal" then runs it once, and every student who asks for
 the same thing watches that one job (or gets its finished result at once); the job
-stops only when every watcher has cancelled. The one progress convention of the project applies:
+stops only when every watcher has cancelled. A student who closes the browser tab
+cancels nothing, so a job can also be given `abandon_after`: the page that shows
+it calls `touch()` while open (a heartbeat), and a job nobody has touched for that
+long cancels itself, running or still queued, and frees its slot for someone who
+is there. The one progress convention of the project applies:
 `progress(done, total)` is called as work advances, and cancelling makes that
 call raise `app.errors.Cancelled`, which unwinds the work (the slot is released
 in a `finally`). Work must therefore keep no state outside its own objects
@@ -47,17 +51,23 @@ class Slots:
         self._queue: list[object] = []  # waiting tickets, oldest first
         self.running = 0
 
-    def acquire(self, stop: threading.Event | None = None, poll: float = 0.2, ticket: object | None = None) -> bool:
-        """Wait for a free slot (in arrival order); False if `stop` was set while waiting.
+    def acquire(
+        self,
+        stop: threading.Event | Callable[[], bool] | None = None,
+        poll: float = 0.2,
+        ticket: object | None = None,
+    ) -> bool:
+        """Wait for a free slot (in arrival order); False if `stop` was set (or returned True) while waiting.
 
         ticket: what `position` is asked about while waiting (default: an anonymous one).
         """
         ticket = object() if ticket is None else ticket
+        stopped = stop.is_set if isinstance(stop, threading.Event) else stop
         with self._cond:
             self._queue.append(ticket)
             try:
                 while self.running >= self.limit or self._queue[0] is not ticket:
-                    if stop is not None and stop.is_set():
+                    if stopped is not None and stopped():
                         return False
                     self._cond.wait(poll)
                 self.running += 1
@@ -89,6 +99,11 @@ def _limit() -> int:
 
 HEAVY = Slots(_limit())
 
+# For pages that use `abandon_after`: a job unwatched this long is cancelled. A page's heartbeat
+# comes every few seconds while it is open; a minute leaves room for a slow connection or a
+# server so busy that a rerun is late, and still frees a closed tab's slot soon.
+WATCH_TIMEOUT = 60.0
+
 
 @dataclass(eq=False)
 class Job(Generic[T]):
@@ -107,12 +122,31 @@ class Job(Generic[T]):
     _cancel: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _watchers: int = 1  # people watching a shared job (submit with a key); it stops when none is left
+    abandon_after: float | None = None  # seconds without a `touch()` after which the job cancels itself
+    abandoned: bool = False  # it did: nobody was watching any more
+    _seen: float = field(default_factory=time.monotonic)
 
     def report(self, done: int, total: int) -> None:
-        """The progress callback handed to the work: records progress, raises Cancelled once cancelled."""
+        """The progress callback handed to the work: records progress, raises Cancelled once cancelled
+        (or abandoned)."""
         self.done, self.total = done, total
-        if self._cancel.is_set():
+        if self._stopped():
             raise Cancelled("Cancelled.")
+
+    def touch(self) -> None:
+        """Someone is still watching: the heartbeat that keeps a job with `abandon_after` alive."""
+        self._seen = time.monotonic()
+
+    def _stopped(self) -> bool:
+        """Cancelled, or just found abandoned (then cancelled for good, so a new request starts afresh)."""
+        if (
+            not self._cancel.is_set()
+            and self.abandon_after is not None
+            and time.monotonic() - self._seen > self.abandon_after
+        ):
+            self.abandoned = True
+            self._cancel.set()
+        return self._cancel.is_set()
 
     def show(self, preview: Any) -> None:
         """Handed to the work for intermediate results (e.g. the image so far)."""
@@ -149,7 +183,7 @@ class Job(Generic[T]):
 
 
 def _work(job: Job[T], work: Callable[[Job[T]], T]) -> None:
-    if not job.slots.acquire(job._cancel, ticket=job):
+    if not job.slots.acquire(job._stopped, ticket=job):
         job.state = "cancelled"
         return
     try:
@@ -177,7 +211,11 @@ _shared_lock = threading.Lock()
 
 
 def submit(
-    work: Callable[[Job[T]], T], label: str = "", slots: Slots | None = None, key: Hashable | None = None
+    work: Callable[[Job[T]], T],
+    label: str = "",
+    slots: Slots | None = None,
+    key: Hashable | None = None,
+    abandon_after: float | None = None,
 ) -> Job[T]:
     """Run `work(job)` in a background thread as soon as a slot is free (of `slots`, default `HEAVY`);
     returns the Job at once.
@@ -187,14 +225,17 @@ def submit(
     key: for deterministic work, what identifies its result (every parameter,
     seed included). A job with the same key that is waiting, running or finished
     is returned instead of starting another, with one more watcher.
+    abandon_after: seconds after the last `job.touch()` (or the submit) at which the
+    job cancels itself, for pages whose student may simply leave; None: never.
     """
     with _shared_lock:
         if key is not None:
             hit, job = _shared.get(key)
             if hit and job.state in ("waiting", "running", "finished") and not job._cancel.is_set():
                 job._watchers += 1
+                job.touch()
                 return job
-        job = Job(label, HEAVY if slots is None else slots)
+        job = Job(label, HEAVY if slots is None else slots, abandon_after=abandon_after)
         if key is not None:
             _shared.put(key, job)
     job._thread = threading.Thread(target=_work, args=(job, work), daemon=True, name=f"cnn-lens-job {label}")

@@ -24,6 +24,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from app import dataset_examples as D
 from app.activations import activations
 from app.errors import LensError
 from app.loaded import LoadedModel
@@ -209,3 +210,26 @@ def _analysis_key(func: Callable[..., Any], model_key: str, input_key: str, para
 def has_analysis(func: Callable[..., Any], model_key: str, input_key: str, **params: Hashable) -> bool:
     """Whether `analysis(func, ...)` would answer from memory, so a page need not warn before it."""
     return _results().get(_analysis_key(func, model_key, input_key, params))[0]
+
+
+def fashion_unit_table(model_key: str, progress: Progress | None = None) -> D.TopTable:
+    """Every unit's best Fashion-MNIST test images for this model, once for all sessions (on disk too,
+    except for a network trained in a session, whose key has an "@")."""
+
+    def compute() -> D.TopTable:
+        net = model(model_key)[0]
+        return D.fashion_test_table(net, progress=progress, keep="@" not in model_key)
+
+    return shared(("table", model_key, "fashion"), compute)
+
+
+def ready_fashion_unit_table(model_key: str) -> D.TopTable | None:
+    """The Fashion table if it is at hand without computing it (in memory or on disk), else None."""
+    key = ("table", model_key, "fashion")
+    if has_shared(key):
+        return fashion_unit_table(model_key)
+    net = model(model_key)[0]
+    if net.name != "fashion_cnn" or "@" in model_key:
+        return None
+    table = D.stored_fashion_table(net)
+    return None if table is None else shared(key, lambda: table)

@@ -8,11 +8,12 @@ from collections.abc import Callable
 import numpy as np
 import streamlit as st
 
+from app import dataset_examples as D
 from app import dreams, figures, jobs
 from app.errors import LensError
 from app.images import image_key, load_image
 from app.models import LoadedModel
-from pages import common
+from pages import cache, common
 
 EXPLAIN = {
     "features": (
@@ -48,10 +49,24 @@ def _busy() -> bool:
     return any(job.active for job in _session_jobs().values())
 
 
+HEARTBEAT_S = 5  # how often an open page tells its jobs it is still there (jobs.WATCH_TIMEOUT)
+
+
 def _start(key: str, label: str, work: Callable[[jobs.Job], dreams.Dream], request: tuple) -> None:
-    """Submit the dream; `request` (every parameter, seed included) lets identical requests share one run."""
-    _session_jobs()[key] = jobs.submit(work, label, key=request)
+    """Submit the dream; `request` (every parameter, seed included) lets identical requests share one run.
+
+    The job stops by itself if this page stops telling it someone watches (`_heartbeat`): a closed
+    tab must not keep a heavy slot busy.
+    """
+    _session_jobs()[key] = jobs.submit(work, label, key=request, abandon_after=jobs.WATCH_TIMEOUT)
     st.rerun()  # redraw with the button disabled and the live panel polling
+
+
+@st.fragment(run_every=HEARTBEAT_S)
+def _heartbeat() -> None:
+    """While this page is open (whichever tab), every job of this person is watched."""
+    for job in _session_jobs().values():
+        job.touch()
 
 
 def _cancel(key: str) -> None:
@@ -80,11 +95,13 @@ def _panel(
     result: Callable[[dreams.Dream], None] | None = None,
     before: tuple[np.ndarray, str] | None = None,
     note: str = "",
+    aside: Callable[[], None] | None = None,
 ) -> None:
     """The job of this tab: queue place, progress with estimate and preview while it runs; result when done.
 
     before: (picture, caption) shown beside the dream (DeepDream's and style transfer's starting picture).
     note: a caption under the curve.
+    aside: draws a column between the dream and its curve (feature visualisation: the unit's best patches).
     """
     job = _session_jobs().get(key)
     if job is None:
@@ -116,6 +133,10 @@ def _panel(
             if before is not None:
                 start, left, right = st.columns([2, 2, 3])
                 start.image(figures.picture(before[0], 256), caption=before[1], width="stretch")
+            elif aside is not None:
+                left, middle, right = st.columns([2, 2, 3])
+                with middle:
+                    aside()
             else:
                 left, right = st.columns([2, 3])
             with left:
@@ -151,6 +172,42 @@ def _top5(model: LoadedModel, dream: dreams.Dream) -> None:
     st.plotly_chart(figures.top_k_bar(pairs, "What the network now predicts"), width="stretch")
 
 
+PATCH_SIDE = 72  # screen pixels of one of a unit's best patches beside its dream
+
+
+def _top_patches(model_key: str, model: LoadedModel, table: D.TopTable, unit: tuple[str, int]) -> None:
+    """The dreamed unit's 9 best Fashion test-set patches, beside its dream (reused from What units look for)."""
+    layer, channel = unit
+    examples = cache.unit_result(
+        ("examples", model_key, "fashion", layer, channel),
+        lambda: D.unit_examples(model, table, lambda idx: D.fashion_inputs(model, idx), layer, channel, 9),
+    )
+    if not examples:
+        return
+    st.image(
+        [figures.scaled_picture(D.to_rgb(model, ex.patch), PATCH_SIDE) for ex in examples],
+        caption=[f"#{rank}" for rank in range(1, len(examples) + 1)],
+        width=PATCH_SIDE,
+    )
+    st.caption(
+        f"What real pictures do to it: the {len(examples)} test-set patches that excite this unit most "
+        "(the part of each image the unit sees). The dream exaggerates what they share."
+    )
+
+
+def _units_link(model_key: str, unit: tuple[str, int]) -> None:
+    """When the unit's best patches are not at hand: a button to the page that finds them (with progress)."""
+    layer, channel = unit
+    if st.button(
+        f"Compare with the real pictures that excite {layer}, channel {channel} most",
+        icon=":material/image_search:",
+        help="Opens What units look for on this unit (searching its data set takes a while the first time).",
+        key="fv_units_link",
+    ):
+        st.session_state[common.UNIT_LINK] = (model_key, layer, channel)
+        st.switch_page("pages/units.py")
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
@@ -172,7 +229,17 @@ if not model.trained:
     )
 busy = _busy()
 if busy:
-    st.caption("One dream at a time per person: the buttons come back when your current one ends.")
+    st.caption(
+        "One dream at a time per person: the buttons come back when your current one ends. Stay on this page "
+        f"while it runs: a dream nobody watches is stopped after {jobs.WATCH_TIMEOUT:.0f} s, to free the server "
+        "for others."
+    )
+    _heartbeat()
+handoff = st.session_state.pop(common.DREAM_UNIT_KEY, None)
+if handoff and handoff[0] == model_key:  # from Activations or What units look for: open on that unit
+    st.session_state["dream_tab"] = "Feature visualisation"
+    st.session_state[f"fv_layer_{model_key}"] = handoff[1]
+    st.session_state[f"fv_channel_{model_key}_{handoff[1]}"] = handoff[2]
 tabs = st.tabs(
     ["Feature visualisation", "Class model", "DeepDream", "Style transfer"], key="dream_tab", on_change="rerun"
 )
@@ -181,10 +248,6 @@ names = [row.name for row in model.layers]
 with tabs[0]:
     if tabs[0].open:
         st.markdown(EXPLAIN["features"])
-        handoff = st.session_state.pop(common.DREAM_UNIT_KEY, None)
-        if handoff and handoff[0] == model_key:
-            st.session_state[f"fv_layer_{model_key}"] = handoff[1]
-            st.session_state[f"fv_channel_{model_key}_{handoff[1]}"] = handoff[2]
         with st.form(f"fv_form_{model_key}"):
             c1, c2, c3, c4 = st.columns(4)
             layer = c1.selectbox(
@@ -214,6 +277,7 @@ with tabs[0]:
             submitted = st.form_submit_button("Dream", type="primary", disabled=busy, icon=":material/auto_awesome:")
         if submitted and not busy:
             label = f"{layer}, channel {channel}"
+            st.session_state[f"fv_unit_{model_key}"] = (layer, int(channel))
             _start(
                 f"features:{model_key}",
                 label,
@@ -222,7 +286,22 @@ with tabs[0]:
                 ),
                 ("features", model_key, layer, int(channel), int(size), int(steps), int(seed)),
             )
-        _panel(f"features:{model_key}", f"{model.name}_{layer}_channel{channel}")
+        # The dreamed unit's best dataset patches come free only when its table is in memory or on disk
+        # (checked once per page run, not in the live panel: the disk check hashes the weights); never
+        # computed here without asking: otherwise a button leads to the page that computes it.
+        dreamed = st.session_state.get(f"fv_unit_{model_key}")
+        if dreamed and f"features:{model_key}" not in _session_jobs():
+            dreamed = None
+        table = cache.ready_fashion_unit_table(model_key) if dreamed else None
+        if table is not None and dreamed[0] not in table.layers:
+            dreamed = None  # flatten and dropout have no table rows (a copy of the layer before)
+        _panel(
+            f"features:{model_key}",
+            f"{model.name}_{layer}_channel{channel}",
+            aside=(lambda: _top_patches(model_key, model, table, dreamed)) if table is not None and dreamed else None,
+        )
+        if dreamed and table is None and dreamed[0] in D.unit_layers(model):
+            _units_link(model_key, dreamed)
 
 with tabs[1]:
     if tabs[1].open:

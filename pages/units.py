@@ -36,14 +36,6 @@ def _photo_table(model_key: str, key: str, images: list, progress) -> D.TopTable
     return cache.shared(("table", model_key, key), compute)
 
 
-def _fashion_table(model_key: str, progress) -> D.TopTable:
-    def compute() -> D.TopTable:
-        model = cache.model(model_key)[0]
-        return D.fashion_test_table(model, progress=progress, keep="@" not in model_key)
-
-    return cache.shared(("table", model_key, "fashion"), compute)
-
-
 def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[int]], torch.Tensor], list[str], str]:
     """(data key, table, inputs(indices), label of each image, what labels are) for the chosen data set."""
     model = sel.model
@@ -51,7 +43,7 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
     source = st.radio("Data set", sources, key=f"units_source_{sel.model_key}", horizontal=True)
     if source == FASHION_SET:
         progress, done = common.progress_bar("Finding every unit's best test images (first time only)", "images")
-        table = _fashion_table(sel.model_key, progress)
+        table = cache.fashion_unit_table(sel.model_key, progress)
         done()
         _, labels = load_fashion_mnist("test")
         names = [model.labels[int(i)] for i in labels]
@@ -129,6 +121,15 @@ st.caption(
     + f"each unit sees {D.describe_box(model, layer)} of the {model.input_size}×{model.input_size} input."
     + f" Searched: {table.n_images:,} images."
 )
+
+if st.button(
+    "Dream this unit",
+    icon=":material/auto_awesome:",
+    help="Open the Dreams page with this layer and channel picked, and grow the picture that makes it fire most.",
+    key="units_dream",
+):
+    st.session_state[common.DREAM_UNIT_KEY] = (sel.model_key, layer, channel)
+    st.switch_page("pages/dreams.py")
 
 st.subheader(f"The 9 images that excite {layer}, channel {channel} most")
 examples = cache.unit_result(

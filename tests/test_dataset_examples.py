@@ -152,6 +152,8 @@ def test_stored_fashion_table_is_written_once_and_keyed_by_weights(
     images, labels = test_set
     monkeypatch.setattr(D, "load_fashion_mnist", lambda split: (images[:64], labels[:64]))
     monkeypatch.setenv("CNN_LENS_CACHE", str(tmp_path))
+    assert D.stored_fashion_table(fashion, k=5) is None  # nothing stored yet, and nothing computed
+    assert not list(store_dir().glob("fashion_units_*.npz"))
     first = D.fashion_test_table(fashion, k=5)
     assert len(list(store_dir().glob("fashion_units_*.npz"))) == 1
 
@@ -161,7 +163,10 @@ def test_stored_fashion_table_is_written_once_and_keyed_by_weights(
     with monkeypatch.context() as m:
         m.setattr(D, "top_units_table", fail)
         again = D.fashion_test_table(fashion, k=5)
+        stored = D.stored_fashion_table(fashion, k=5)
     np.testing.assert_array_equal(again.images["fc4"], first.images["fc4"])
+    assert stored is not None and np.array_equal(stored.images["fc4"], first.images["fc4"])
+    assert D.stored_fashion_table(fashion_untrained, k=5) is None  # keyed by the weights
     D.fashion_test_table(fashion_untrained, k=5)  # other weights: another file
     assert len(list(store_dir().glob("fashion_units_*.npz"))) == 2
     D.fashion_test_table(fashion, k=7, keep=False)  # a session's own network: never written

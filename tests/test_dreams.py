@@ -155,6 +155,16 @@ def test_style_transfer_lowers_the_style_loss_tenfold_and_weight_zero_keeps_the_
     assert np.abs(dream.image - original).mean() > 2 * np.abs(kept.image - original).mean()
 
 
+@pytest.mark.slow
+def test_style_transfer_is_the_same_for_every_seed(vgg: LoadedModel) -> None:
+    content, style = photo((80, 64), seed=5), dreams.wave_pattern(64)
+    runs = [dreams.style_transfer(vgg, content, style, size=32, steps=4, seed=seed) for seed in (0, 0, 7)]
+    for run in runs[1:]:
+        np.testing.assert_array_equal(run.image, runs[0].image)
+        assert run.history == runs[0].history
+    assert not np.array_equal(runs[0].image, np.asarray(dreams._fit(content, 32, crop=True), np.float32) / 255)
+
+
 def _state(model: LoadedModel) -> dict:
     module = model.module
     hooks = sum(
@@ -270,3 +280,66 @@ def test_bundled_styles_load_as_rgb() -> None:
     for caption, load in dreams.bundled_styles().values():
         image = load()
         assert image.mode == "RGB" and min(image.size) >= 128 and caption
+
+
+# ---- the redirected gradient of ReLU and ReLU6 (Lucid's redirected_relu_grad / redirected_relu6_grad) ----
+
+
+def _clamp_grads(x: list[list[float]], grad: list[list[float]], high: float | None) -> tuple[torch.Tensor, ...]:
+    leaf = torch.tensor(x, requires_grad=True)
+    out = dreams.redirected_relu(leaf) if high is None else dreams.redirected_clamp(leaf, 0.0, high)
+    (g,) = torch.autograd.grad(out, [leaf], torch.tensor(grad))
+    return out.detach(), g
+
+
+def test_redirected_relu6_backward_by_hand() -> None:
+    # sample 0 is silent (nothing in 0..6): the redirected gradient lets through what pushes x back into
+    # the linear range: up from below 0 (gradient < 0, since the optimiser descends), down from above 6.
+    # Sample 1 has a unit in range, so it gets ReLU6's ordinary gradient (zero outside 0..6).
+    x = [[-1.0, 7.0, -2.0, 8.0], [3.0, -1.0, 7.0, 2.0]]
+    grad = [[-1.0, 1.0, 1.0, -1.0], [2.0, -1.0, 1.0, -3.0]]
+    out, g = _clamp_grads(x, grad, 6.0)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 6.0, 0.0, 6.0], [3.0, 0.0, 6.0, 2.0]]))
+    torch.testing.assert_close(g, torch.tensor([[-1.0, 1.0, 0.0, 0.0], [2.0, 0.0, 0.0, -3.0]]))
+    # the same samples through plain ReLU: 7 and 8 are in range now, so sample 0 is not silent
+    out, g = _clamp_grads(x, grad, None)
+    torch.testing.assert_close(out, torch.tensor(x).clamp(min=0))
+    torch.testing.assert_close(g, torch.tensor([[0.0, 1.0, 0.0, -1.0], [2.0, 0.0, 1.0, -3.0]]))
+    _, g = _clamp_grads([[-1.0, -2.0]], [[-1.0, 1.0]], None)  # silent ReLU: only the upward push
+    torch.testing.assert_close(g, torch.tensor([[-1.0, 0.0]]))
+
+
+def test_relu6_and_hardtanh_in_any_form_are_redirected() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.relu6, self.relu = nn.ReLU6(), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.relu(self.relu6(x))
+            return torch.nn.functional.hardtanh(torch.nn.functional.relu6(x), 0.0, max_val=6.0) + x.sigmoid()
+
+    traced = torch.fx.symbolic_trace(Net())
+    owner = type("Owner", (), {"module": traced})()
+    bounds = [dreams._clamp_bounds(owner, node) for node in traced.graph.nodes]
+    assert [b for b in bounds if b is not None] == [(0.0, 6.0), (0.0, None), (0.0, 6.0), (0.0, 6.0)]
+
+
+@pytest.mark.slow
+def test_a_silent_efficientnet_lite_unit_wakes_up(lite: LoadedModel, monkeypatch) -> None:
+    # channel 2 of this ReLU6 is 0 everywhere on the starting noise: with ReLU6's ordinary gradient it
+    # never moves (checked below), with the redirected one it fires within 16 steps
+    layer, channel = "stage4.block2.depthwise_relu", 2
+    start = dreams.FourierImage(3, 64, torch.Generator().manual_seed(0)).pixels().detach()
+    noise = _unit(lite, dreams.to_input(lite, start[0].permute(1, 2, 0).numpy()), layer, channel).item()
+    assert noise == 0.0
+    dream = dreams.visualise(lite, layer, channel, size=64, steps=16)
+    reached = _unit(lite, dreams.to_input(lite, dream.image), layer, channel).item()
+    assert reached > 0.5  # the ReLU6 output, 0..6
+    monkeypatch.setattr(
+        dreams._RedirectedClamp,
+        "backward",
+        staticmethod(lambda ctx, grad: (grad * (ctx.saved_tensors[0] > 0) * (ctx.saved_tensors[0] < 6), None, None)),
+    )
+    plain = dreams.visualise(lite, layer, channel, size=64, steps=16)
+    assert max(plain.history["objective"]) == 0.0

@@ -185,3 +185,38 @@ def test_identical_requests_share_one_job_until_everyone_cancels() -> None:
     assert third.state == "finished" and len(runs) == 3
     assert jobs.submit(work, "e", slots, key=key) is third  # a finished run is handed out at once
     assert len(runs) == 3
+
+
+def test_a_job_nobody_watches_any_more_cancels_itself_running_or_queued() -> None:
+    # the student's page touches the job while it is open; then the tab closes and the touches stop
+    slots, release = Slots(1), threading.Event()
+    watched = jobs.submit(_blocking(release), "watched", slots, abandon_after=0.3)
+    queued = jobs.submit(_blocking(release), "queued", slots, abandon_after=0.3)
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:  # a second of heartbeats, longer than abandon_after: both stay alive
+        watched.touch()
+        queued.touch()
+        time.sleep(0.05)
+    assert watched.state == "running" and queued.state == "waiting" and queued.position() == 1
+    # the queued job's student leaves first: it leaves the queue without ever running
+    end = time.monotonic() + 0.6
+    while time.monotonic() < end:
+        watched.touch()
+        last_touch = time.monotonic()
+        time.sleep(0.05)
+    queued.join(5)
+    assert queued.state == "cancelled" and queued.abandoned and queued.done == 0
+    watched.join(10)  # now nobody watches the running one either
+    assert watched.state == "cancelled" and watched.abandoned and slots.running == 0
+    assert 0.3 <= time.monotonic() - last_touch < 5
+    assert not release.is_set()  # it stopped by itself, not because its work ended
+
+
+def test_without_abandon_after_a_job_runs_unwatched() -> None:
+    slots, release = Slots(1), threading.Event()
+    job = jobs.submit(_blocking(release), "unwatched", slots)
+    time.sleep(0.5)
+    assert job.state == "running" and not job.abandoned
+    release.set()
+    job.join(10)
+    assert job.state == "finished"

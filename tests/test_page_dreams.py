@@ -7,9 +7,14 @@ import threading
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from app import dataset_examples as D
 from app import jobs
+from app.datasets import load_fashion_mnist
+from app.models import get_model
+from app.store import store_dir
 from pages import common
 from tests.apptest import open_page
 from tests.conftest import photo, png_bytes
@@ -26,6 +31,32 @@ def _app(model: str, tab: str | None = None) -> AppTest:
     if tab:
         at.session_state["dream_tab"] = tab
     return _ok(at.run())
+
+
+@pytest.fixture(autouse=True)
+def patient_jobs(monkeypatch):
+    """AppTest does not run the page's heartbeat between runs; a busy CI machine may take minutes."""
+    monkeypatch.setattr(jobs, "WATCH_TIMEOUT", 600.0)
+
+
+@pytest.fixture
+def store(monkeypatch, tmp_path):
+    """An empty results folder and empty in-memory caches: no unit table is at hand."""
+    monkeypatch.setenv("CNN_LENS_CACHE", str(tmp_path))
+    st.cache_resource.clear()
+    yield tmp_path
+    st.cache_resource.clear()
+
+
+def _stored_table(monkeypatch) -> None:
+    """A Fashion unit table on disk, from the first 120 test images (a quick stand-in for 10,000)."""
+    images, labels = load_fashion_mnist("test")
+    monkeypatch.setattr(D, "load_fashion_mnist", lambda split: (images[:120], labels[:120]))
+    D.fashion_test_table(get_model("fashion_cnn"))
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [c for img in at.get("image") for c in img.captions]
 
 
 def _ok(at: AppTest) -> AppTest:
@@ -45,7 +76,7 @@ def _downloads(at: AppTest) -> list[str]:
     return [b.proto.label for b in at.get("download_button")]
 
 
-def test_fashion_feature_visualisation_runs_from_the_button_to_a_download() -> None:
+def test_fashion_feature_visualisation_runs_from_the_button_to_a_download(store) -> None:
     at = _app("fashion_cnn")
     assert at.title[0].value.startswith("Dreams") and [t.label for t in at.tabs] == TABS
     at.selectbox(key="fv_layer_fashion_cnn").set_value("relu2_1")
@@ -56,6 +87,60 @@ def test_fashion_feature_visualisation_runs_from_the_button_to_a_download() -> N
     assert job.result.image.shape == (28, 28, 1) and job.total == 32
     assert _downloads(at) == ["Download PNG"]
     assert len(at.get("image")) == 1 and len(at.get("plotly_chart")) == 1  # the picture and its objective curve
+    # no unit table at hand: it is not computed here, a button offers the page that finds the best patches
+    assert [b.label for b in at.button if b.key == "fv_units_link"] == [
+        "Compare with the real pictures that excite relu2_1, channel 0 most"
+    ]
+    assert not list(store_dir().glob("fashion_units_*.npz"))
+
+
+def test_a_dream_shows_the_units_best_patches_when_its_table_is_stored(store, monkeypatch) -> None:
+    _stored_table(monkeypatch)
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    at.session_state[common.MODEL_CHOICE] = "fashion_cnn"
+    at.session_state[common.DREAM_UNIT_KEY] = ("fashion_cnn", "relu2_1", 3)
+    _ok(at.run())
+    at.select_slider(key="fv_steps").set_value(32)
+    at.number_input(key="fv_seed").set_value(11)
+    at.button[0].click()
+    _ok(at.run())
+    _finish(at, "features:fashion_cnn")
+    patches = [c for c in _captions(at) if c.startswith("#")]
+    assert patches == [f"#{rank}" for rank in range(1, 10)]
+    assert any("test-set patches that excite this unit most" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == "fv_units_link"]
+    assert len(list(store_dir().glob("fashion_units_*.npz"))) == 1  # read, not computed again
+
+
+def test_the_link_to_the_units_page_opens_the_dreamed_unit(store, monkeypatch) -> None:
+    images, labels = load_fashion_mnist("test")
+    monkeypatch.setattr(D, "load_fashion_mnist", lambda split: (images[:120], labels[:120]))
+    at = open_page("fashion_cnn", "pages/activations.py")
+    at.session_state[common.DREAM_UNIT_KEY] = ("fashion_cnn", "relu1_2", 2)
+    at.switch_page("pages/dreams.py").run()
+    at.select_slider(key="fv_steps").set_value(32)
+    at.number_input(key="fv_seed").set_value(12)
+    at.button[0].click()
+    _ok(at.run())
+    _finish(at, "features:fashion_cnn")
+    at.button(key="fv_units_link").click().run()
+    _ok(at)
+    assert at.title[0].value == "What units look for"
+    assert at.selectbox(key="units_layer_fashion_cnn").value == "relu1_2"
+    assert at.number_input(key="units_channel_fashion_cnn_relu1_2").value == 2
+
+
+def test_the_units_page_dreams_its_unit(store, monkeypatch) -> None:
+    _stored_table(monkeypatch)
+    at = open_page("fashion_cnn", "pages/units.py")
+    at.number_input(key="units_channel_fashion_cnn_relu2_2").set_value(5).run()
+    at.session_state["dream_tab"] = "DeepDream"  # whichever tab was open last, the unit's tab opens
+    at.button(key="units_dream").click().run()
+    _ok(at)
+    assert at.title[0].value.startswith("Dreams")
+    assert at.session_state["dream_tab"] == "Feature visualisation"
+    assert at.selectbox(key="fv_layer_fashion_cnn").value == "relu2_2"
+    assert at.number_input(key="fv_channel_fashion_cnn_relu2_2").value == 5
 
 
 def test_fashion_class_model_shows_what_the_network_now_predicts() -> None:
@@ -93,6 +178,10 @@ def test_a_waiting_dream_shows_its_place_and_can_be_cancelled(monkeypatch) -> No
         _ok(at.run())
         assert any("number 1 in the queue" in i.value for i in at.info)
         job = at.session_state["dream_jobs"]["features:fashion_cnn"]
+        assert job.abandon_after == 600.0  # the page's heartbeat keeps it; a closed tab would not
+        seen = job._seen
+        _ok(at.run())
+        assert job._seen > seen and job.state == "waiting"
         at.button(key="cancel_features:fashion_cnn").click()
         _ok(at.run())
         assert "features:fashion_cnn" not in at.session_state["dream_jobs"]  # the panel is gone
