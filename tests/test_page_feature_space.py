@@ -145,6 +145,29 @@ def test_own_collection_title_and_the_query_as_its_own_neighbour(small_fashion_s
     assert nearest_in_features.endswith("d=0"), nearest_in_features
 
 
+def test_a_query_outside_the_collection_is_at_distance_0_from_its_copy(small_fashion_set):
+    """The user's image is not in the collection, but a copy of it is (other bytes, same pixels): the query
+    is prepared and computed as the collection's members are, so the copy is its nearest neighbour at 0
+    in both spaces. Before, the query went through the Fashion photo conversion at its own size."""
+    picture = photo((700, 500), seed=3)
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG", compress_level=1)
+    at = _app("fashion_cnn")
+    at.session_state["image_bytes"] = buf.getvalue()
+    at.run()
+    at.radio(key="fs_source_fashion_cnn").set_value("My own collection (upload)").run()
+    files = [(f"{i}.png", png_bytes(photo((90, 70), seed=10 + i)), "image/png") for i in range(5)]
+    files.insert(3, ("copy.png", png_bytes(picture), "image/png"))
+    at.file_uploader(key="fs_upload").set_value(files).run()
+    assert not at.exception, [e.value for e in at.exception]
+    images = at.get("image")  # all 6 in feature space, then all 6 in pixel space
+    assert len(images) == 12
+    feature_nearest, pixel_nearest = images[0], images[6]
+    assert feature_nearest.captions[0].endswith("d=0"), feature_nearest.captions[0]
+    assert pixel_nearest.captions[0].endswith("d=0"), pixel_nearest.captions[0]
+    assert any("prepared exactly as the collection" in c.value for c in at.caption)
+
+
 def test_a_long_map_asks_first_and_says_how_long(small_fashion_set, monkeypatch):
     """A new t-SNE of 10,000 points costs about half a minute: the page shows the estimate and waits for a click."""
     monkeypatch.setattr(E, "estimate_seconds", lambda n, method: 30.0 if method == "tsne" else 0.01)
