@@ -57,7 +57,7 @@ def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") ->
     fig.update_layout(
         title=title,
         xaxis=dict(
-            title="softmax probability (the whole axis is 100 %)",
+            title="softmax probability",
             range=[0, 1],
             fixedrange=True,
             tickvals=[0, 0.25, 0.5, 0.75, 1],

@@ -9,6 +9,12 @@ from app import figures
 from app import occlusion as occ
 from pages import common
 
+# The maps take the column's width up to this many pixels: on a 1024 px screen the whole column
+# (~560 px; side by side with the picture the map was ~215 px wide), on a wide one no more, or the
+# square map sat in the middle and its colour bar far off at the right edge.
+MAP_WIDTH = 620
+CLASS_MAP_WIDTH = MAP_WIDTH + 200  # room for the legend of classes
+
 FILLS = {
     "zero": "data-set mean colour",
     "mean": "this image's mean colour",
@@ -121,11 +127,10 @@ with tab_score:
     if tab_score.open:
         kind = st.radio("Score", ["probability", "logit"], horizontal=True, key="occ_score")
         values = occ.target_prob_map(result, target) if kind == "probability" else result.logits[..., target]
-        # The map gets the whole column and the picture a row below it: side by side, a 1024 px
-        # screen left the map ~215 px wide (figures.occlusion_grid).
+        # The map gets the whole column (up to MAP_WIDTH) and the picture a row below it.
         st.plotly_chart(
             grid_figure(values, f"{label}:<br>{kind} with the window here", "Viridis", kind),
-            width="stretch",
+            width=MAP_WIDTH,
             key="occ_score_fig",
             theme=None,
         )
@@ -145,7 +150,7 @@ with tab_drop:
         opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="occ_opacity")
         st.plotly_chart(
             grid_figure(drop, f"drop in P({label})", figures.SIGNED_SCALE, "drop", zmid=0.0),
-            width="stretch",
+            width=MAP_WIDTH,
             key="occ_drop_fig",
             theme=None,
         )
@@ -168,7 +173,7 @@ with tab_class:
     if tab_class.open:
         classes = occ.predicted_class_map(result)
         fig, picture = figures.class_grid(classes, boxes, hover, model.labels, "predicted class with the window here")
-        st.plotly_chart(fig, width="stretch", key="occ_class_fig", theme=None)
+        st.plotly_chart(fig, width=CLASS_MAP_WIDTH, key="occ_class_fig", theme=None)
         downloads("class_map", picture, classes)
         st.caption(
             f"Unoccluded, the network predicts '{model.labels[predicted]}'. Each colour is the class it predicts "
