@@ -185,7 +185,9 @@ if row is not None:  # the user's image is in the collection: its own row, so it
     mine, mine_pixels, you = feats[row : row + 1], pix[row : row + 1], fmap.coords[row]
 elif source == OWN_SET:  # prepared exactly as the collection's images, not as the other pages prepare it
     mine, _, mine_pixels = _query_features(sel.model_key, sel.image_key, st.session_state[common.IMAGE_BYTES])
-    you = _place(map_key, sel.image_key, fmap, mine)
+    twins = np.flatnonzero((feats == mine[0]).all(axis=1))  # a copy of it in other bytes: the same vector
+    row = int(twins[0]) if len(twins) else None  # then the star sits on the copy, as for the file itself
+    you = fmap.coords[row] if row is not None else _place(map_key, sel.image_key, fmap, mine)
 else:
     mine = sel.analysis(E.features)
     mine_pixels = sel.analysis(E.pixels)
@@ -201,7 +203,8 @@ else:
         if used < perplexity
         else ""
     )
-    title = f"t-SNE (perplexity {used:.3g}{capped}), coloured by {label_kind}"
+    # the capped note makes the title too long for a 1024 px screen's column: two lines then
+    title = f"t-SNE (perplexity {used:.3g}{capped}),{'<br>' if capped else ' '}coloured by {label_kind}"
 event = st.plotly_chart(
     figures.scatter_map(fmap.coords, groups, hover, you, title),
     width="stretch",

@@ -49,6 +49,13 @@ def _traces(at: AppTest) -> list[dict]:
     return json.loads(chart.proto.spec)["data"]
 
 
+def _values(values) -> list[float]:
+    """A Plotly array (plain list, or base64-packed typed array) as floats."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).astype(float).tolist()
+    return [float(v) for v in values]
+
+
 def _count(values) -> int:
     """Number of values in a Plotly array (plain list, or base64-packed typed array)."""
     if isinstance(values, dict):
@@ -165,7 +172,10 @@ def test_a_query_outside_the_collection_is_at_distance_0_from_its_copy(small_fas
     feature_nearest, pixel_nearest = images[0], images[6]
     assert feature_nearest.captions[0].endswith("d=0"), feature_nearest.captions[0]
     assert pixel_nearest.captions[0].endswith("d=0"), pixel_nearest.captions[0]
-    assert any("prepared exactly as the collection" in c.value for c in at.caption)
+    assert any("is part of this collection" in c.value for c in at.caption)
+    traces = _traces(at)  # the star sits on its copy: the same vector, the same place
+    star = (traces[-1]["x"][0], traces[-1]["y"][0])
+    assert any(star in zip(_values(t["x"]), _values(t["y"]), strict=True) for t in traces[:-1])
 
 
 def test_a_long_map_asks_first_and_says_how_long(small_fashion_set, monkeypatch):
