@@ -29,6 +29,16 @@ SIGNED_WORDS = "red = positive, blue = negative, white = 0"
 
 
 def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") -> go.Figure:
+    """The k most probable classes as horizontal bars on a fixed 0-100 % axis, each bar labelled.
+
+    The axis is always the whole 0-100 %, never zoomed to the bars: a probability is a share
+    of one, and the length of a bar against the full axis is the lesson. An untrained VGG-16
+    spreads its belief over 1,000 classes (0.1 % each), and bars stretched across the chart
+    would show that as confidence; on the full axis they are slivers, and the printed
+    numbers (always outside small bars, in a readable size) give the exact values. Ticks
+    every 25 % with room for the "100%" label, which a tight margin cut off (the axis then
+    seemed to end at 80 %).
+    """
     labels = [label for label, _ in pairs][::-1]
     probs = [p for _, p in pairs][::-1]
     fig = go.Figure(
@@ -37,16 +47,26 @@ def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") ->
             y=labels,
             orientation="h",
             text=[f"{p:.1%}" for p in probs],
-            textposition="auto",
+            textposition="auto",  # inside a long bar, outside a short one
+            textfont=dict(size=14),
+            cliponaxis=False,
             marker_color="#4C78A8",
             hovertemplate="%{y}: %{x:.2%}<extra></extra>",
         )
     )
     fig.update_layout(
         title=title,
-        xaxis=dict(title="softmax probability", range=[0, 1], tickformat=".0%"),
-        height=60 + 40 * len(pairs),
-        margin=dict(l=10, r=10, t=40, b=40),
+        xaxis=dict(
+            title="softmax probability",
+            range=[0, 1],
+            fixedrange=True,
+            tickvals=[0, 0.25, 0.5, 0.75, 1],
+            tickformat=".0%",
+        ),
+        yaxis=dict(fixedrange=True, tickfont=dict(size=13)),
+        height=80 + 40 * len(pairs),
+        margin=dict(l=10, r=30, t=40, b=50),
+        uniformtext=dict(minsize=12, mode="show"),
     )
     return fig
 
@@ -190,12 +210,21 @@ def overlay(
     return (rgb * (1 - opacity) + coloured * opacity).round().astype(np.uint8)
 
 
+def hide_axes(fig: go.Figure) -> go.Figure:
+    """No ticks, tick marks, axis lines or grid around a picture.
+
+    Hiding only the tick labels left short tick marks and a line under every image once
+    Streamlit's theme was applied; a picture has no axes worth reading (hover gives x, y).
+    """
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
 def rgb_figure(image: np.ndarray, title: str = "", height: int = 420) -> go.Figure:
     """An RGB (or grey) uint8 image as a figure with pixel hover."""
     rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-    fig = go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<extra></extra>"))
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
+    fig = hide_axes(go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<extra></extra>")))
     fig.update_layout(title=title, margin=dict(l=0, r=0, t=40 if title else 10, b=0), height=height)
     return fig
 
@@ -210,9 +239,7 @@ def filter_grid(filters: np.ndarray, upscale: int = 8) -> go.Figure:
         r, col = divmod(i, cols)
         y, x = r * (k * upscale + 2), col * (k * upscale + 2)
         canvas[y : y + k * upscale, x : x + k * upscale] = big[i] if c == 3 else big[i, ..., :1]
-    fig = go.Figure(go.Image(z=(canvas * 255).astype(np.uint8), hoverinfo="skip"))
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
+    fig = hide_axes(go.Figure(go.Image(z=(canvas * 255).astype(np.uint8), hoverinfo="skip")))
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520)
     return fig
 
@@ -271,6 +298,7 @@ def occlusion_grid(
     colorscale: str | list,
     value_name: str,
     zmid: float | None = None,
+    height: int = 520,
 ) -> go.Figure:
     """One cell per occluder position, centred where the window's centre was.
 
@@ -289,14 +317,15 @@ def occlusion_grid(
             colorscale=colorscale,
             zmid=zmid,
             hovertemplate=f"{value_name} %{{z:.4g}}<br>window %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
-            # under the map, not beside it: a tall bar beside a square map in a narrow column
-            # shrank the map to ~115 px on a 1024 px screen
-            colorbar=dict(orientation="h", thickness=12, y=-0.18, yanchor="top", len=0.9),
+            colorbar=dict(thickness=14, len=0.9),
         )
     )
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)")
     fig.update_xaxes(constrain="domain", title="window centre x (px)")
-    fig.update_layout(title=title, margin=dict(l=50, r=10, t=60, b=80), height=460)
+    # Meant for the page's whole column (the picture goes in a row below): half of a 1024 px
+    # screen's column left ~215 px of map beside axis titles and a colour bar. The height
+    # then sets the map's side: 520 - 110 px of title and axis = a ~410 px square.
+    fig.update_layout(title=title, margin=dict(l=60, r=10, t=60, b=50), height=height)
     return fig
 
 
@@ -488,7 +517,6 @@ def tile_mosaic(tiles: list[np.ndarray | None], names: list[str], cols: int = 8,
             x=x + side / 2, y=y - label / 2, text=name, showarrow=False, font=dict(size=10), yanchor="middle"
         )
     fig.add_trace(go.Image(z=canvas, hoverinfo="skip"))
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    hide_axes(fig)
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=min(1400, 40 + rows * (side + label + gap) * 1.3))
     return fig

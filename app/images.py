@@ -29,6 +29,7 @@ __all__ = [
     "ImageError",
     "NamedImage",
     "Skipped",
+    "collection_image",
     "image_key",
     "load_collection",
     "load_image",
@@ -210,6 +211,21 @@ def _high_depth_grey(img: Image.Image) -> Image.Image:
 # ---------------------------------------------------------------- collections (many images at once)
 
 MAX_COLLECTION_BYTES = 300 * 2**20
+COLLECTION_SIDE = 512  # every analysis works at 224 px or less; 500 full-size photos would not fit in memory
+
+
+def collection_image(
+    data: bytes, max_side: int = COLLECTION_SIDE, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
+    """One file as a collection holds it: decoded and validated (load_image), shrunk to `max_side`.
+
+    The one way an image enters a collection, and the way a query image compared with a
+    collection must enter too: the same bytes then give the same pixels, so the same
+    feature vector (a photo shrunk from another size resamples to slightly other pixels).
+    """
+    img = load_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return img
 
 
 @dataclass(frozen=True)
@@ -244,8 +260,8 @@ class Collection:
         """Index of the first image whose bytes hash to `key` (see image_key), or None.
 
         The feature-space page uses it to take the user's own image from the collection's
-        computation when it is part of it, so it is its own nearest neighbour at distance 0
-        (a separate pass resizes and batches differently and lands a little apart).
+        computation when it is part of it (no second pass); any other image is prepared
+        with collection_image and embedding.collection_vectors, as the collection's are.
         """
         return next((i for i, item in enumerate(self.items) if item.key == key), None)
 
@@ -261,7 +277,7 @@ class Collection:
 def load_collection(
     items: Iterable[tuple[str, bytes]],
     max_images: int = 500,
-    max_side: int = 512,
+    max_side: int = COLLECTION_SIDE,
     max_total_bytes: int = MAX_COLLECTION_BYTES,
     max_bytes: int = MAX_BYTES,
     max_pixels: int = MAX_PIXELS,
@@ -269,9 +285,8 @@ def load_collection(
     """Load (name, bytes) uploads; `.zip` items are opened in memory and their images taken.
 
     Names inside archives are only labels: "../../x.png" becomes "x.png", nothing is ever
-    extracted to disk. Each image is shrunk to at most `max_side` pixels on its long side,
-    since every analysis works at 224 px or less and 500 full-size photos would not fit in
-    memory. `max_total_bytes` caps the bytes read (after unzipping) to defuse zip bombs.
+    extracted to disk. Each image is shrunk to at most `max_side` pixels on its long side
+    (collection_image). `max_total_bytes` caps the bytes read (after unzipping) to defuse zip bombs.
     Raises `ImageError` when fewer than two images are usable.
     """
     loaded: list[NamedImage] = []
@@ -296,11 +311,10 @@ def load_collection(
         try:
             data = entry if isinstance(entry, bytes) else _read_member(*entry, limit=min(budget, max_bytes) + 1)
             budget -= len(data)
-            img = load_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+            img = collection_image(data, max_side, max_bytes=max_bytes, max_pixels=max_pixels)
         except ImageError as exc:
             skipped.append(Skipped(clean, str(exc)))
             continue
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         loaded.append(NamedImage(clean, img, image_key(data)))
 
     if len(loaded) < 2:

@@ -10,14 +10,13 @@ from app import embedding as E
 from app import figures
 from app.datasets import load_fashion_mnist
 from app.errors import LensError
-from app.images import Collection
+from app.images import Collection, collection_image
 from app.store import weights_digest
 from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"
 OWN_SET = "My own collection (upload)"
 METRICS = {"l2": "L2 (Euclidean; ranks like MSE)", "l1": "L1 (sum of absolute differences)", "cosine": "cosine"}
-PIXEL_SIDE = 56  # pixel-space neighbours of 224x224 photos are searched at 56x56 (memory)
 
 
 def _fashion_map(model_key: str, method: str, perplexity: float, progress) -> tuple:
@@ -36,12 +35,19 @@ def _fashion_map(model_key: str, method: str, perplexity: float, progress) -> tu
 
 def _collection_features(model_key: str, collection: Collection, progress) -> tuple:
     def compute() -> tuple:
-        model = cache.model(model_key)[0]
-        feats = E.features(model, collection.images, progress=progress)
-        size = PIXEL_SIDE if model.input_size > PIXEL_SIDE else None
-        return feats, E.predict(model, feats), E.pixels(model, collection.images, size=size)
+        return E.collection_vectors(cache.model(model_key)[0], collection.images, progress=progress)
 
     return cache.shared(("features", model_key, collection.key), compute)
+
+
+def _query_features(model_key: str, image_key: str, data: bytes) -> tuple:
+    """The user's image as if it were one more member of the collection (same pixels, same computation),
+    so its distances are the ones its copy in the collection would have."""
+
+    def compute() -> tuple:
+        return E.collection_vectors(cache.model(model_key)[0], [collection_image(data)])
+
+    return cache.shared(("query features", model_key, image_key), compute)
 
 
 def _collection_map(model_key: str, key: str, method: str, perplexity: float, feats: np.ndarray, progress) -> E.Map:
@@ -148,11 +154,16 @@ except LensError as exc:
 
 map_key = f"{data_key}:{method}:{perplexity}"
 row = collection.find(sel.image_key) if source == OWN_SET else None
-if row is not None:  # the user's image is in the collection: the same computation, so its own neighbour at 0
+if row is not None:  # the user's image is in the collection: its own row, so its own neighbour at 0
     mine, mine_pixels, you = feats[row : row + 1], pix[row : row + 1], fmap.coords[row]
+elif source == OWN_SET:  # prepared exactly as the collection's images, not as the other pages prepare it
+    mine, _, mine_pixels = _query_features(sel.model_key, sel.image_key, st.session_state[common.IMAGE_BYTES])
+    twins = np.flatnonzero((feats == mine[0]).all(axis=1))  # a copy of it in other bytes: the same vector
+    row = int(twins[0]) if len(twins) else None  # then the star sits on the copy, as for the file itself
+    you = fmap.coords[row] if row is not None else _place(map_key, sel.image_key, fmap, mine)
 else:
     mine = sel.analysis(E.features)
-    mine_pixels = sel.analysis(E.pixels, size=PIXEL_SIDE if model.input_size > PIXEL_SIDE else None)
+    mine_pixels = sel.analysis(E.pixels)
     you = _place(map_key, sel.input_key, fmap, mine)
 
 if method == "pca":
@@ -165,7 +176,8 @@ else:
         if used < perplexity
         else ""
     )
-    title = f"t-SNE (perplexity {used:.3g}{capped}), coloured by {label_kind}"
+    # the capped note makes the title too long for a 1024 px screen's column: two lines then
+    title = f"t-SNE (perplexity {used:.3g}{capped}),{'<br>' if capped else ' '}coloured by {label_kind}"
 event = st.plotly_chart(
     figures.scatter_map(fmap.coords, groups, hover, you, title),
     width="stretch",
@@ -185,6 +197,12 @@ st.caption(
             if row is not None
             else "Your image (★) was placed into the finished map, not used to build it."
         )
+    )
+    + (
+        " Your image is prepared exactly as the collection's images are (same size, same computation), so its "
+        "distances are the ones it would have as a member of the collection."
+        if source == OWN_SET and row is None
+        else ""
     )
 )
 
@@ -216,5 +234,5 @@ st.caption(
     "Left: the images whose feature vectors are closest to your image's. Right: the images whose pixels are "
     "closest. Pixel neighbours share brightness and outline; feature neighbours share what the network "
     "learned to care about, often the class even when the pixels differ."
-    + (f" Pixels of photos are compared at {PIXEL_SIDE}×{PIXEL_SIDE}." if model.input_size > PIXEL_SIDE else "")
+    + (f" Pixels of photos are compared at {E.PIXEL_SIDE}×{E.PIXEL_SIDE}." if model.input_size > E.PIXEL_SIDE else "")
 )

@@ -9,6 +9,12 @@ from app import figures
 from app import occlusion as occ
 from pages import common
 
+# The maps take the column's width up to this many pixels: on a 1024 px screen the whole column
+# (~560 px; side by side with the picture the map was ~215 px wide), on a wide one no more, or the
+# square map sat in the middle and its colour bar far off at the right edge.
+MAP_WIDTH = 620
+CLASS_MAP_WIDTH = MAP_WIDTH + 200  # room for the legend of classes
+
 FILLS = {
     "zero": "data-set mean colour",
     "mean": "this image's mean colour",
@@ -116,19 +122,18 @@ with tab_score:
     if tab_score.open:
         kind = st.radio("Score", ["probability", "logit"], horizontal=True, key="occ_score")
         values = occ.target_prob_map(result, target) if kind == "probability" else result.logits[..., target]
+        # The map gets the whole column (up to MAP_WIDTH) and the picture a row below it.
+        st.plotly_chart(
+            grid_figure(values, f"{label}:<br>{kind} with the window here", "Viridis", kind),
+            width=MAP_WIDTH,
+            key="occ_score_fig",
+            theme=None,
+        )
+        downloads(f"{kind}_map", figures.colorize(values, "Viridis"), values)
         left, right = st.columns(2)
-        with left:
-            st.plotly_chart(
-                grid_figure(values, f"{label}:<br>{kind} with the window here", "Viridis", kind),
-                width="stretch",
-                key="occ_score_fig",
-                theme=None,
-            )
-            downloads(f"{kind}_map", figures.colorize(values, "Viridis"), values)
-        with right:
-            st.plotly_chart(figures.rgb_figure(base, "the network's input"), width="stretch", key="occ_input")
+        left.plotly_chart(figures.rgb_figure(base, "the network's input", height=320), width="stretch", key="occ_input")
         base_value = occ.base_probabilities(result)[target] if kind == "probability" else result.base_logits[target]
-        st.caption(
+        right.caption(
             f"Each cell is one occluded copy, placed where the centre of the hidden square was. Unoccluded, the "
             f"{kind} of '{label}' is {base_value:.4g}; dark cells are positions where hiding the image lowers it."
         )
@@ -138,20 +143,21 @@ with tab_drop:
         drop = occ.prob_drop_map(result, target)
         pixels = occ.pixel_map(result, drop, (size, size))
         opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="occ_opacity")
+        st.plotly_chart(
+            grid_figure(drop, f"drop in P({label})", figures.SIGNED_SCALE, "drop", zmid=0.0),
+            width=MAP_WIDTH,
+            key="occ_drop_fig",
+            theme=None,
+        )
+        downloads("drop_map", figures.colorize(drop, signed=True), drop)
         left, right = st.columns(2)
         with left:
-            st.plotly_chart(
-                grid_figure(drop, f"drop in P({label})", figures.SIGNED_SCALE, "drop", zmid=0.0),
-                width="stretch",
-                key="occ_drop_fig",
-                theme=None,
-            )
-            downloads("drop_map", figures.colorize(drop, signed=True), drop)
-        with right:
             blended = figures.overlay(base, pixels, opacity, signed=True)
-            st.plotly_chart(figures.rgb_figure(blended, "over the input"), width="stretch", key="occ_drop_over")
+            st.plotly_chart(
+                figures.rgb_figure(blended, "over the input", height=320), width="stretch", key="occ_drop_over"
+            )
             downloads("drop_overlay", blended, pixels)
-        st.caption(
+        right.caption(
             "How much the probability of the class falls when each region is hidden "
             f"({figures.SIGNED_WORDS}: red where it falls, blue where it rises). "
             "The overlay gives every pixel the average drop over the windows that covered it, so the red "
@@ -162,7 +168,7 @@ with tab_class:
     if tab_class.open:
         classes = occ.predicted_class_map(result)
         fig, picture = figures.class_grid(classes, boxes, hover, model.labels, "predicted class with the window here")
-        st.plotly_chart(fig, width="stretch", key="occ_class_fig", theme=None)
+        st.plotly_chart(fig, width=CLASS_MAP_WIDTH, key="occ_class_fig", theme=None)
         downloads("class_map", picture, classes)
         st.caption(
             f"Unoccluded, the network predicts '{model.labels[predicted]}'. Each colour is the class it predicts "

@@ -1,7 +1,7 @@
 """Screenshot app pages in headless Chromium, to look at what users see.
 
     python -m scripts.screenshots OUTDIR [--model fashion_cnn vgg16] [--pages prediction ...]
-                                         [--sizes 1024x768 1440x900]
+                                         [--sizes 1024x768 1440x900] [--compute]
 
 Starts its own server on a free loopback port; for each window size and model picks
 the model and the first sample image, opens each page and saves
@@ -34,7 +34,9 @@ TITLES = {
 }
 
 
-def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int, size: tuple[int, int]) -> list[Path]:
+def shoot(
+    out: Path, model_title: str, pages: list[str], wait_ms: int, size: tuple[int, int], compute: bool = False
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     with streamlit_server() as url, chromium_page(*size) as page:
@@ -51,6 +53,11 @@ def shoot(out: Path, model_title: str, pages: list[str], wait_ms: int, size: tup
             wait_for_run(page)
             page.locator("[data-testid=stMain] h1").first.wait_for(timeout=240_000)
             page.wait_for_function(SETTLED, timeout=240_000)
+            start = page.locator("[data-testid=stMain] button", has_text="Compute").first
+            if compute and start.count():  # a long computation waits for a click (e.g. occlusion on VGG-16)
+                start.click()
+                wait_for_run(page)
+                page.wait_for_function(SETTLED, timeout=240_000)
             page.wait_for_timeout(wait_ms)
             path = out / f"{model_title.split()[0].lower()}_{name}_{size[0]}x{size[1]}.png"
             page.screenshot(path=str(path))  # the first screen, as the projector shows it
@@ -74,11 +81,14 @@ def main() -> None:
     parser.add_argument("--pages", nargs="+", default=["prediction", "activations", "filters"], choices=list(TITLES))
     parser.add_argument("--sizes", nargs="+", default=["1400x1100"], help="window sizes, WIDTHxHEIGHT")
     parser.add_argument("--wait-ms", type=int, default=2500)
+    parser.add_argument(
+        "--compute", action="store_true", help="click a page's 'Compute …' button first, to see its results"
+    )
     args = parser.parse_args()
     for size in args.sizes:
         width, height = (int(n) for n in size.split("x"))
         for model in args.model:
-            for path in shoot(args.out, MODEL_NAMES[model], args.pages, args.wait_ms, (width, height)):
+            for path in shoot(args.out, MODEL_NAMES[model], args.pages, args.wait_ms, (width, height), args.compute):
                 print(path)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import itertools
 import os
 import pickle
@@ -20,8 +21,9 @@ from sklearn.manifold import trustworthiness
 from app import embedding as E
 from app.datasets import load_fashion_mnist
 from app.embedding import Map, features, nearest, pca_map, penultimate_layer, pixels, tsne_map
+from app.images import collection_image, load_collection, load_image
 from app.store import weights_digest
-from tests.conftest import photo
+from tests.conftest import photo, png_bytes
 
 
 def _by_hand(model, x: torch.Tensor) -> np.ndarray:
@@ -134,6 +136,30 @@ def test_predict_from_features_equals_the_network_output(fashion_untrained, vgg)
     expected = fashion_untrained.logits(x, "fp32").argmax(1).numpy()
     np.testing.assert_array_equal(E.predict(fashion_untrained, feats), expected)
     assert E.predict(vgg, np.zeros((2, 4096), dtype=np.float32)).shape == (2,)
+
+
+def test_a_query_gets_the_vector_its_copy_in_a_collection_gets(vgg, fashion_untrained):
+    """The same picture as the query and as a collection member (other bytes: no hash can match them, so
+    the page computes the query on its own) gets identical features, pixels and prediction: distance 0.
+    The copy sits in the middle of a batch, and the photo is larger than the collection's 512 px."""
+    big = photo((700, 500), seed=3)
+    files = [(f"{i}.png", png_bytes(photo((300, 200), seed=i))) for i in range(4)]
+    files.insert(2, ("copy.png", png_bytes(big)))
+    query = io.BytesIO()
+    big.save(query, format="PNG", compress_level=1)
+    assert query.getvalue() != files[2][1]
+    images = load_collection(files).images
+    for model in (vgg, fashion_untrained):
+        feats, preds, pix = E.collection_vectors(model, images)
+        q_feats, q_preds, q_pix = E.collection_vectors(model, [collection_image(query.getvalue())])
+        np.testing.assert_array_equal(q_feats[0], feats[2])
+        np.testing.assert_array_equal(q_pix[0], pix[2])
+        assert q_preds[0] == preds[2]
+        for metric in E.METRICS:
+            idx, dist = nearest(q_feats[0], feats, 1, metric)
+            assert idx[0] == 2 and dist[0] == 0, (model.name, metric, dist)
+        # what the page did before: the image at its own size, apart from the collection
+        assert not np.array_equal(features(model, [load_image(query.getvalue())])[0], feats[2])
 
 
 def test_labels_from_folder_names():

@@ -57,3 +57,30 @@ def test_group_colours_stand_out_on_white() -> None:
     colours = [t.marker.color for t in fig.data[:-1]]
     assert len(set(colours)) == 10
     assert all(1.05 / (luminance(c) + 0.05) >= 2 for c in colours)
+
+
+def test_pictures_have_no_axes() -> None:
+    """Ticks, tick marks and axis lines under a picture are noise: every picture figure hides its axes."""
+    image = np.zeros((8, 6, 3), np.uint8)
+    pictures = [
+        figures.rgb_figure(image, "x"),
+        figures.rgb_figure(image[..., 0]),
+        figures.boxed_image(image, (1, 1, 4, 4)),
+        figures.filter_grid(np.zeros((4, 3, 3, 3))),
+        figures.tile_mosaic([image, None], ["a", "b"], cols=2),
+    ]
+    for fig in pictures:
+        assert fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False
+    boxed = pictures[2]
+    assert tuple(boxed.layout.xaxis.range) == (-0.5, 5.5)  # a hidden axis still frames the picture
+
+
+def test_top_k_bar_keeps_the_whole_probability_axis() -> None:
+    """Tiny (untrained: 0.1 %) and large probabilities share one honest axis, 0-100 % with its 100 % tick,
+    and every bar carries its value."""
+    for pairs in ([("a", 0.0012), ("b", 0.0011), ("c", 0.001)], [("a", 0.97), ("b", 0.02), ("c", 0.01)]):
+        fig = figures.top_k_bar(pairs)
+        assert tuple(fig.layout.xaxis.range) == (0, 1)
+        assert fig.layout.xaxis.tickvals[-1] == 1 and fig.layout.xaxis.tickformat == ".0%"
+        assert list(fig.data[0].text) == [f"{p:.1%}" for _, p in pairs][::-1]
+        assert fig.layout.margin.r >= 30  # room for the "100%" label at the right end

@@ -49,6 +49,13 @@ def _traces(at: AppTest) -> list[dict]:
     return json.loads(chart.proto.spec)["data"]
 
 
+def _values(values) -> list[float]:
+    """A Plotly array (plain list, or base64-packed typed array) as floats."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).astype(float).tolist()
+    return [float(v) for v in values]
+
+
 def _count(values) -> int:
     """Number of values in a Plotly array (plain list, or base64-packed typed array)."""
     if isinstance(values, dict):
@@ -143,6 +150,32 @@ def test_own_collection_title_and_the_query_as_its_own_neighbour(small_fashion_s
     assert "1.66667" not in title and "perplexity 1.67" in title and "30" in title
     nearest_in_features = at.get("image")[0].captions[0]
     assert nearest_in_features.endswith("d=0"), nearest_in_features
+
+
+def test_a_query_outside_the_collection_is_at_distance_0_from_its_copy(small_fashion_set):
+    """The user's image is not in the collection, but a copy of it is (other bytes, same pixels): the query
+    is prepared and computed as the collection's members are, so the copy is its nearest neighbour at 0
+    in both spaces. Before, the query went through the Fashion photo conversion at its own size."""
+    picture = photo((700, 500), seed=3)
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG", compress_level=1)
+    at = _app("fashion_cnn")
+    at.session_state["image_bytes"] = buf.getvalue()
+    at.run()
+    at.radio(key="fs_source_fashion_cnn").set_value("My own collection (upload)").run()
+    files = [(f"{i}.png", png_bytes(photo((90, 70), seed=10 + i)), "image/png") for i in range(5)]
+    files.insert(3, ("copy.png", png_bytes(picture), "image/png"))
+    at.file_uploader(key="fs_upload").set_value(files).run()
+    assert not at.exception, [e.value for e in at.exception]
+    images = at.get("image")  # all 6 in feature space, then all 6 in pixel space
+    assert len(images) == 12
+    feature_nearest, pixel_nearest = images[0], images[6]
+    assert feature_nearest.captions[0].endswith("d=0"), feature_nearest.captions[0]
+    assert pixel_nearest.captions[0].endswith("d=0"), pixel_nearest.captions[0]
+    assert any("is part of this collection" in c.value for c in at.caption)
+    traces = _traces(at)  # the star sits on its copy: the same vector, the same place
+    star = (traces[-1]["x"][0], traces[-1]["y"][0])
+    assert any(star in zip(_values(t["x"]), _values(t["y"]), strict=True) for t in traces[:-1])
 
 
 def test_a_long_map_asks_first_and_says_how_long(small_fashion_set, monkeypatch):

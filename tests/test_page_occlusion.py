@@ -42,12 +42,21 @@ def _charts(at: AppTest) -> list:
     return at.get("plotly_chart")
 
 
+def _map_has_the_whole_column(at: AppTest) -> None:
+    """The map is not in a column (half of a 1024 px screen's column left it ~215 px wide); the picture is."""
+    in_columns = [chart for column in at.columns for chart in column.get("plotly_chart")]
+    assert len(in_columns) == 1 and _charts(at)[0] not in in_columns
+    layout = json.loads(_charts(at)[0].proto.spec)["layout"]
+    assert layout["height"] >= 500
+
+
 def test_fashion_maps_legend_and_one_position():
     at = _app("fashion_cnn")
     assert at.title[0].value == "Occlusion"
     assert [t.label for t in at.tabs] == ["Class-score map", "Probability drop", "Predicted class", "One position"]
     assert not any("will take" in w.value for w in at.warning)  # 576 positions of a small network start at once
     assert len(_charts(at)) == 2  # score map, the input
+    _map_has_the_whole_column(at)
     assert [b.proto.label for b in at.get("download_button")] == ["PNG", ".npy"]
     assert any("24×24 positions" in c.value for c in at.caption)
 
@@ -63,6 +72,7 @@ def test_fashion_maps_legend_and_one_position():
     at.session_state["occ_tab"] = "Probability drop"
     _ok(at.run())
     assert len(_charts(at)) == 2 and len(at.get("download_button")) == 4
+    _map_has_the_whole_column(at)
     drop = _array(json.loads(_charts(at)[0].proto.spec)["data"][0]["z"])
     assert drop.shape == (24, 24)
 
