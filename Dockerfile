@@ -38,7 +38,7 @@ RUN --mount=type=cache,target=/var/cache/cnn-lens,sharing=locked \
     && mkdir -p /opt/cnn-lens \
     && cp -r /var/cache/cnn-lens/torch /var/cache/cnn-lens/data /opt/cnn-lens/ \
     && find /opt/cnn-lens/data -name '*-ubyte' -delete \
-    && python -c "from app.datasets import load_fashion_mnist; load_fashion_mnist('test')"
+    && python -c "from app.networks.datasets import load_fashion_mnist; load_fashion_mnist('test')"
 
 # 4. The rest of the app: pages, streamlit_app.py, .streamlit/config.toml, assets.
 COPY . .

@@ -9,9 +9,9 @@ from __future__ import annotations
 import streamlit as st
 from starlette.formparsers import MultiPartParser
 
-from app.errors import LensError
-from app.models import MODEL_NAMES, model_names
-from app.samples import sample_bytes, samples
+from app.base.errors import LensError
+from app.networks.models import MODEL_NAMES, model_names
+from app.networks.samples import sample_bytes, samples
 from pages.common import (
     FASHION_INTAKE,
     IMAGE_BYTES,

@@ -1,4 +1,4 @@
-"""Attribution maps on VGG-16 at 224 px: app.attribution against captum's own calls.
+"""Attribution maps on VGG-16 at 224 px: app.analyses.attribution against captum's own calls.
 
 Run: .venv/bin/python -m benchmarks.attribution [--repeats N]
 
@@ -24,9 +24,9 @@ import torch
 from captum.attr import GuidedBackprop, GuidedGradCam, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
 from PIL import Image
 
-from app import attribution as attr
-from app.loaded import LoadedModel
-from app.models import get_model_or_untrained
+from app.analyses import attribution as attr
+from app.networks.loaded import LoadedModel
+from app.networks.models import get_model_or_untrained
 
 SMOOTHGRAD_SAMPLES = 16
 NOISE = 0.15

@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 
-from app import dataset_examples as D
-from app.datasets import load_fashion_mnist
-from app.embedding import model_inputs
-from app.loaded import LoadedModel
-from app.lru import ResultStore
-from app.models import get_model
+from app.analyses import dataset_examples as D
+from app.analyses.embedding import model_inputs
+from app.networks.datasets import load_fashion_mnist
+from app.networks.loaded import LoadedModel
+from app.networks.models import get_model
+from app.serving.lru import ResultStore
 
 CPU: list[float] = []
 

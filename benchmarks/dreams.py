@@ -16,8 +16,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from app import dreams
-from app.models import get_model, get_model_or_untrained
+from app.analyses import dreams
+from app.networks.models import get_model, get_model_or_untrained
 from tests.conftest import photo
 
 

@@ -11,7 +11,7 @@ Run: .venv/bin/python -m benchmarks.efficientnet [--repeats N]
 3. For EfficientNet-Lite0, bf16 autocast against fp32 (the precision decision is
    measured, not assumed): time and the largest change of a top-5 probability for the
    forward pass; for occlusion, time, the largest change of any probability and how
-   often the predicted class changes (app.models.BULK_PRECISION keeps it in fp32).
+   often the predicted class changes (app.networks.models.BULK_PRECISION keeps it in fp32).
 
 Wall and CPU seconds (all threads of this process) are printed; on a shared machine
 CPU time is the steadier measure of the work. VGG-16 runs untrained without internet;
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app import occlusion as occ
-from app import precision
-from app.activations import activations
-from app.models import get_model, get_model_or_untrained
+from app.analyses import occlusion as occ
+from app.networks.activations import activations
+from app.networks.models import get_model, get_model_or_untrained
+from app.serving import precision
 from benchmarks.occlusion import timed
 from tests.conftest import photo
 

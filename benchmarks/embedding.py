@@ -25,10 +25,10 @@ import openTSNE
 import torch
 from sklearn.manifold import TSNE, trustworthiness
 
-from app import embedding as E
-from app.datasets import load_fashion_mnist
-from app.errors import WeightsUnavailableError
-from app.models import get_model
+from app.analyses import embedding as E
+from app.base.errors import WeightsUnavailableError
+from app.networks.datasets import load_fashion_mnist
+from app.networks.models import get_model
 from tests.conftest import photo
 
 CPU: list[float] = []  # process CPU seconds of the last timed call (the load on a shared CPU inflates wall time)

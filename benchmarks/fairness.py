@@ -18,8 +18,8 @@ import statistics
 import threading
 import time
 
-from app import occlusion as occ
-from app.models import get_model_or_untrained
+from app.analyses import occlusion as occ
+from app.networks.models import get_model_or_untrained
 from tests.conftest import photo
 
 

@@ -20,9 +20,9 @@ import time
 import torch
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from app import precision
-from app.activations import activations
-from app.models import get_model
+from app.networks.activations import activations
+from app.networks.models import get_model
+from app.serving import precision
 from tests.conftest import photo
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
 
-from app.models import MODEL_NAMES
+from app.networks.models import MODEL_NAMES
 from scripts.screenshots import TITLES
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, SETTLED, streamlit_server
 from tests.conftest import photo, png_bytes

@@ -23,7 +23,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from app.samples import sample_bytes, samples
+from app.networks.samples import sample_bytes, samples
 from tests.apptest import ENTRY
 from tests.conftest import photo
 

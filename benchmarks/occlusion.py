@@ -1,4 +1,4 @@
-"""Occlusion maps: app.occlusion against captum's `Occlusion`, in the same process.
+"""Occlusion maps: app.analyses.occlusion against captum's `Occlusion`, in the same process.
 
 Run: .venv/bin/python -m benchmarks.occlusion [--repeats N] [--skip-captum-stride-8]
 
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from captum.attr import Occlusion
 
-from app import occlusion as occ
-from app import precision
-from app.loaded import LoadedModel
-from app.models import get_model_or_untrained
+from app.analyses import occlusion as occ
+from app.networks.loaded import LoadedModel
+from app.networks.models import get_model_or_untrained
+from app.serving import precision
 from tests.conftest import photo
 
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.datasets import load_fashion_mnist
-from app.precision import bf16_fast
+from app.networks.datasets import load_fashion_mnist
+from app.serving.precision import bf16_fast
 from models.fashion_cnn import FashionCNN, normalise
 
 HERE = Path(__file__).resolve().parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import figures
+from app.pictures import figures
 from pages import cache, common
 
 # Maps shown at once: at 64 a 1024 px wide projector still gives each tile about 70 px;

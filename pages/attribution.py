@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import attribution as attr
-from app import figures
+from app.analyses import attribution as attr
+from app.pictures import figures
 from pages import common
 
 EXPLAIN = {
@@ -74,7 +74,7 @@ label = model.labels[target]
 
 
 def downloads(name: str, picture: np.ndarray, values: np.ndarray, key: str) -> None:
-    """PNG of what is shown and the raw map as .npy (same shape as returned by app.attribution)."""
+    """PNG of what is shown and the raw map as .npy (same shape as returned by app.analyses.attribution)."""
     common.download_pair(f"{sel.model_key}_{name}_{label}", picture, values, key)
 
 

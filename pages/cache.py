@@ -5,7 +5,7 @@
   turned into the model input) and the analysis parameters, so moving a widget
   that only changes the display never recomputes a forward pass. The input tensor
   is not hashed: it is a pure function of the key. Analyses that report progress
-  go through `ResultStore` (see app/lru.py for why not st.cache_data).
+  go through `ResultStore` (see app/serving/lru.py for why not st.cache_data).
 - Analyses are handed over as the function itself (`analysis(occlusion_map, ...)`):
   the key is built from its module and qualified name, so a typo fails at import.
 Sizes are bounded (max_entries / ttl) so a class of 30 cannot exhaust memory.
@@ -24,13 +24,20 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import dataset_examples as D
-from app.activations import activations
-from app.errors import LensError
-from app.loaded import LoadedModel
-from app.lru import ResultStore
-from app.models import MODEL_NAMES, VGG_ENV, fetch_vgg16_weights, get_model, get_model_or_untrained, model_names
-from app.progress import Progress
+from app.analyses import dataset_examples as D
+from app.base.errors import LensError
+from app.networks.activations import activations
+from app.networks.loaded import LoadedModel
+from app.networks.models import (
+    MODEL_NAMES,
+    VGG_ENV,
+    fetch_vgg16_weights,
+    get_model,
+    get_model_or_untrained,
+    model_names,
+)
+from app.serving.lru import ResultStore
+from app.serving.progress import Progress
 
 T = TypeVar("T")
 
@@ -39,7 +46,7 @@ T = TypeVar("T")
 def _shared_models() -> dict[str, tuple[LoadedModel, str | None]]:
     """Every shipped model (and the teacher's configured ones), loaded together: loading traces
     them with torch.fx, which must not overlap a forward pass in another session (see
-    app/activations.py). A broken config file leaves out only the configured models."""
+    app/networks/activations.py). A broken config file leaves out only the configured models."""
     try:
         names = model_names()
     except LensError:

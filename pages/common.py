@@ -18,13 +18,13 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from app.errors import LensError
-from app.fashion import fashion_input, looks_like_fashion_mnist
-from app.images import Collection, image_key, load_collection, load_image
-from app.loaded import LoadedModel, PreprocessStep
-from app.models import MODEL_NAMES, OFFLINE_IMAGENET
-from app.numeric import softmax
-from app.progress import Progress
+from app.base.errors import LensError
+from app.base.numeric import softmax
+from app.networks.fashion import fashion_input, looks_like_fashion_mnist
+from app.networks.images import Collection, image_key, load_collection, load_image
+from app.networks.loaded import LoadedModel, PreprocessStep
+from app.networks.models import MODEL_NAMES, OFFLINE_IMAGENET
+from app.serving.progress import Progress
 from pages import cache
 
 # Session-state keys that more than one file reads or writes (the sidebar in
@@ -60,7 +60,7 @@ class Selection:
 
     @property
     def image_key(self) -> str:
-        """Hash of the image bytes alone (input_key without model and intake), as app.images.image_key."""
+        """Hash of the image bytes alone (input_key without model and intake), as app.networks.images.image_key."""
         return self.input_key.partition(":")[0]
 
     def analysis(self, func: Callable[..., Any], progress: Progress | None = None, **params: Hashable) -> Any:

@@ -8,11 +8,13 @@ from collections.abc import Callable
 import numpy as np
 import streamlit as st
 
-from app import dataset_examples as D
-from app import dreams, figures, jobs
-from app.errors import LensError
-from app.images import image_key, load_image
-from app.models import LoadedModel
+from app.analyses import dataset_examples as D
+from app.analyses import dreams
+from app.base.errors import LensError
+from app.networks.images import image_key, load_image
+from app.networks.models import LoadedModel
+from app.pictures import figures
+from app.serving import jobs
 from pages import cache, common
 
 EXPLAIN = {

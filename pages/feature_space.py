@@ -6,12 +6,11 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from app import embedding as E
-from app import figures
-from app.datasets import load_fashion_mnist
-from app.errors import LensError
-from app.images import Collection, collection_image
-from app.store import weights_digest
+from app.analyses import embedding as E
+from app.base.errors import LensError
+from app.networks.datasets import load_fashion_mnist
+from app.networks.images import Collection, collection_image
+from app.pictures import figures
 from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"
@@ -128,7 +127,7 @@ try:
         groups = [model.labels[i] for i in labels]
         label_kind = "true label"
         hover = [f"test image #{i}" for i in range(len(labels))]
-        data_key = f"fashion:{sel.model_key}:{weights_digest(model)}"
+        data_key = f"fashion:{sel.model_key}:{model.digest()}"
     else:
         collection = common.collection_upload(
             "fs_upload",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import figures
-from app.filters import filter_channels, first_layer_filters
+from app.analyses.filters import filter_channels, first_layer_filters
+from app.pictures import figures
 from pages import common
 
 name, model = common.current_model()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import figures
-from app import occlusion as occ
+from app.analyses import occlusion as occ
+from app.pictures import figures
 from pages import common
 
 # The maps take the column's width up to this many pixels: on a 1024 px screen the whole column

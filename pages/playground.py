@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures
-from app import playground as pg
-from app.errors import LensError
-from app.numeric import softmax
+from app.analyses import playground as pg
+from app.base.errors import LensError
+from app.base.numeric import softmax
+from app.pictures import figures
 from pages import common
 
 sel = common.page(

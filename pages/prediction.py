@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app import figures
-from app.layers import describe_rf, total_params
+from app.networks.layers import describe_rf, total_params
+from app.pictures import figures
 from pages import common
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import figures, training
-from app.training import OPTIMISERS, TrainConfig
+from app.analyses import training
+from app.analyses.training import OPTIMISERS, TrainConfig
+from app.pictures import figures
 from pages import common
 
 MAX_RUNS = 8  # runs kept on the chart per session (each holds a small network)

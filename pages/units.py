@@ -8,11 +8,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import attribution, figures
-from app import dataset_examples as D
-from app.datasets import load_fashion_mnist
-from app.embedding import labels_from_names, model_inputs
-from app.errors import LensError
+from app.analyses import attribution
+from app.analyses import dataset_examples as D
+from app.analyses.embedding import labels_from_names, model_inputs
+from app.base.errors import LensError
+from app.networks.datasets import load_fashion_mnist
+from app.pictures import figures
 from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"

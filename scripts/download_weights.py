@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.errors import WeightsUnavailableError
-from app.models import get_model
+from app.base.errors import WeightsUnavailableError
+from app.networks.models import get_model
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ which the model's 28x28 resize turns back into the same picture.
 
 The "product photos" are the other way round, as a shop would shoot them: a dark
 garment on a plain white background, larger, in colour; they exercise the Zalando
-photo-to-Fashion-MNIST pipeline in `app.fashion`.
+photo-to-Fashion-MNIST pipeline in `app.networks.fashion`.
 
 The script is deterministic; its outputs are committed under assets/samples/.
 """
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from app.samples import SAMPLES_DIR
+from app.networks.samples import SAMPLES_DIR
 
 OUT = SAMPLES_DIR
 SCALE = 10  # drawing resolution per Fashion-MNIST pixel

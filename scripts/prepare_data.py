@@ -12,8 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from app.datasets import data_dir
-from app.paths import REPO
+from app.base.paths import REPO, data_dir
 
 MD5 = {
     "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",

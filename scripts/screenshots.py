@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.models import MODEL_NAMES
+from app.networks.models import MODEL_NAMES
 from tests.browser import SETTLED, chromium_page, streamlit_server, wait_for_run
 
 # Height of the main column's content, in CSS pixels.

@@ -1,7 +1,7 @@
 """Compute what does not depend on any student's image before students arrive (`make warm`).
 
 The Fashion-MNIST test-set maps (t-SNE at the page's default perplexity, and PCA) and the
-table of every unit's best test images are stored on disk (app.store), keyed by the
+table of every unit's best test images are stored on disk (app.serving.store), keyed by the
 weights, so the first student to open Feature space or What units look for reads a file
 instead of waiting for a t-SNE of 10,000 points or a pass over the test set. `make run`
 and the Docker build run this; a second run finds the files and returns at once.
@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from app import dataset_examples as D
-from app import embedding as E
-from app.models import get_model
-from app.store import store_dir
+from app.analyses import dataset_examples as D
+from app.analyses import embedding as E
+from app.networks.models import get_model
+from app.serving.store import store_dir
 
 PRESETS = [("pca", E.map_params("pca")), ("tsne", E.map_params("tsne"))]
 

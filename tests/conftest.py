@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.models import FASHION_WEIGHTS, LoadedModel, get_model, torchvision_model
+from app.networks.models import FASHION_WEIGHTS, LoadedModel, get_model, torchvision_model
 
 
 @pytest.fixture(scope="session")

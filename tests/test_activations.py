@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from app.activations import activations
-from app.layers import leaf_layers
+from app.networks.activations import activations
+from app.networks.layers import leaf_layers
 from tests.conftest import photo
 
 
@@ -59,10 +59,10 @@ def test_no_analysis_traces_after_load(fashion, fashion_untrained, monkeypatch):
     """fx tracing patches nn.Module.__call__ process-wide, so it must only happen at model load."""
     from torch import fx
 
-    from app.attribution import grad_cam, guided_backprop
-    from app.embedding import features
-    from app.models import get_model
-    from app.occlusion import occlusion_map
+    from app.analyses.attribution import grad_cam, guided_backprop
+    from app.analyses.embedding import features
+    from app.analyses.occlusion import occlusion_map
+    from app.networks.models import get_model
 
     activations(fashion, fashion.preprocess(photo((28, 28))))  # both loaded (and traced) by the fixtures
     activations(fashion_untrained, fashion.preprocess(photo((28, 28))))

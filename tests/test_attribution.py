@@ -11,13 +11,13 @@ from captum.attr import GuidedBackprop, GuidedGradCam, LayerAttribution, LayerGr
 from PIL import Image
 from torch import nn
 
-from app import attribution as attr
-from app import sharing
-from app.activations import activations
-from app.datasets import load_fashion_mnist
-from app.errors import DatasetMissingError
-from app.layers import layer_table, with_shapes
-from app.loaded import LoadedModel
+from app.analyses import attribution as attr
+from app.base.errors import DatasetMissingError
+from app.networks.activations import activations
+from app.networks.datasets import load_fashion_mnist
+from app.networks.layers import layer_table, with_shapes
+from app.networks.loaded import LoadedModel
+from app.serving import sharing
 from tests.conftest import photo
 
 # captum warns that it sets requires_grad and hooks ReLUs: expected for an oracle
@@ -305,7 +305,7 @@ def run_job(model: LoadedModel, x: torch.Tensor, job: str) -> np.ndarray:
         return attr.guided_backprop(model, x, layer="relu2_1", channel=attr.most_active_channel(model, x, "relu2_1"))
     if job == "gradcam":
         return attr.grad_cam(model, x, target, "conv1_2")
-    if job == "captum hooks":  # hooks on the shared ReLUs, as app.sharing allows: alone, under the lock
+    if job == "captum hooks":  # hooks on the shared ReLUs, as app.serving.sharing allows: alone, under the lock
         with model.lock, sharing.exclusive():
             return GuidedBackprop(model.module).attribute(x.clone(), target=target)[0].detach().numpy()
     if job == "compare":

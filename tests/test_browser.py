@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.models import get_model
+from app.networks.models import get_model
 from tests.browser import chromium_page, streamlit_server, wait_for_run
 from tests.conftest import photo, png_bytes
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from app.activations import activations
-from app.attribution import grad_cam, guided_backprop, saliency
-from app.embedding import features
-from app.occlusion import occlusion_map
+from app.analyses.attribution import grad_cam, guided_backprop, saliency
+from app.analyses.embedding import features
+from app.analyses.occlusion import occlusion_map
+from app.networks.activations import activations
 from tests.conftest import photo
 
 pytestmark = pytest.mark.slow

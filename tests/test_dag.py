@@ -12,13 +12,13 @@ import torch
 from captum.attr import GuidedBackprop, LayerAttribution, LayerGradCam, Occlusion
 from torch import nn
 
-from app import attribution as attr
-from app import embedding, filters, playground
-from app import occlusion as occ
-from app.activations import activations, feature_graph
-from app.layers import layer_table, with_shapes
-from app.loaded import LoadedModel
-from app.models import torchvision_model
+from app.analyses import attribution as attr
+from app.analyses import embedding, filters, playground
+from app.analyses import occlusion as occ
+from app.networks.activations import activations, feature_graph
+from app.networks.layers import layer_table, with_shapes
+from app.networks.loaded import LoadedModel
+from app.networks.models import torchvision_model
 from tests.conftest import photo
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
@@ -257,8 +257,8 @@ def test_feature_space_and_playground_on_efficientnet(lite):
     ],
 )
 def test_unit_boxes_agree_with_the_layer_table_on_dags(request, name, layer):
-    """What units look for (app.dataset_examples) and the layer table place a unit's field alike."""
-    from app.dataset_examples import receptive_box
+    """What units look for (app.analyses.dataset_examples) and the layer table place a unit's field alike."""
+    from app.analyses.dataset_examples import receptive_box
 
     model = request.getfixturevalue(name)
     row, size = model.layer(layer), model.input_size

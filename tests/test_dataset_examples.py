@@ -13,14 +13,14 @@ from captum.attr import GuidedBackprop
 from PIL import Image
 from torch import fx, nn
 
-from app import attribution
-from app import dataset_examples as D
-from app.activations import activations, graph_copy
-from app.datasets import load_fashion_mnist
-from app.errors import DatasetMissingError
-from app.layers import LayerInfo, with_shapes
-from app.loaded import LoadedModel
-from app.store import store_dir
+from app.analyses import attribution
+from app.analyses import dataset_examples as D
+from app.base.errors import DatasetMissingError
+from app.networks.activations import activations, graph_copy
+from app.networks.datasets import load_fashion_mnist
+from app.networks.layers import LayerInfo, with_shapes
+from app.networks.loaded import LoadedModel
+from app.serving.store import store_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
 

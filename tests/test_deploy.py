@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.images import MAX_BYTES
+from app.networks.images import MAX_BYTES
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = (REPO / "Dockerfile").read_text()
@@ -78,7 +78,7 @@ def test_dockerfile_runs_the_make_scripts_that_exist() -> None:
 def test_dockerignore_keeps_what_the_image_needs() -> None:
     patterns = [p for p in (REPO / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
     needed = ["streamlit_app.py", "pages/common.py", ".streamlit/config.toml", "models/fashion_cnn.pt"]
-    needed += ["requirements.txt", "deploy/torch-cpu.txt", "app/models.py", "scripts/prepare_data.py"]
+    needed += ["requirements.txt", "deploy/torch-cpu.txt", "app/networks/models.py", "scripts/prepare_data.py"]
     for path in needed:
         prefixes = ["/".join(path.split("/")[: i + 1]) for i in range(path.count("/") + 1)]
         hits = [p for p in patterns for q in prefixes if fnmatch.fnmatch(q, p.removeprefix("**/"))]

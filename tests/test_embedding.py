@@ -18,11 +18,10 @@ import torch
 from PIL import Image
 from sklearn.manifold import trustworthiness
 
-from app import embedding as E
-from app.datasets import load_fashion_mnist
-from app.embedding import Map, features, nearest, pca_map, penultimate_layer, pixels, tsne_map
-from app.images import collection_image, load_collection, load_image
-from app.store import weights_digest
+from app.analyses import embedding as E
+from app.analyses.embedding import Map, features, nearest, pca_map, penultimate_layer, pixels, tsne_map
+from app.networks.datasets import load_fashion_mnist
+from app.networks.images import collection_image, load_collection, load_image
 from tests.conftest import photo, png_bytes
 
 
@@ -282,7 +281,7 @@ def test_fashion_map_key_follows_weights_method_and_params(small_test_set, fashi
     retrained = dataclasses.replace(fashion_untrained, module=copy.deepcopy(fashion_untrained.module))
     with torch.no_grad():
         retrained.module.classifier[2].bias.add_(1.0)
-    assert weights_digest(retrained) != weights_digest(fashion_untrained)
+    assert retrained.digest() != fashion_untrained.digest()
     E.fashion_test_map(retrained, "pca")
     assert len(os.listdir(small_test_set)) == 4
 
@@ -341,7 +340,7 @@ def test_tsne_map_is_trustworthy_and_places_held_out_images_in_their_class(test_
 def test_warm_cache_stores_the_maps_the_page_asks_for(small_test_set, fashion_untrained, monkeypatch):
     """`make warm` / the Docker build compute exactly the files the Feature space page then reads
     (and the unit table of What units look for, tested in test_dataset_examples)."""
-    from app import dataset_examples as D
+    from app.analyses import dataset_examples as D
     from scripts import warm_cache
 
     monkeypatch.setattr(warm_cache, "get_model", lambda name: fashion_untrained)

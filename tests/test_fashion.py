@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from app.datasets import load_fashion_mnist
-from app.errors import ImageError
-from app.fashion import (
+from app.base.errors import ImageError
+from app.networks.datasets import load_fashion_mnist
+from app.networks.fashion import (
     STEP_DETAILS,
     extend,
     fashion_input,

@@ -7,7 +7,7 @@ import re
 import numpy as np
 from plotly.colors import get_colorscale, unlabel_rgb
 
-from app import figures
+from app.pictures import figures
 
 
 def _end_colours(fig) -> tuple[tuple[float, ...], tuple[float, ...]]:

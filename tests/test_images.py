@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
 
-from app.images import SUPPORTED, ImageError, image_key, load_collection, load_image, safe_name
+from app.networks.images import SUPPORTED, ImageError, image_key, load_collection, load_image, safe_name
 from tests.conftest import photo, png_bytes
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)

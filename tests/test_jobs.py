@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from app import jobs
-from app.errors import Cancelled, LensError
-from app.jobs import Job, Slots
+from app.base.errors import Cancelled, LensError
+from app.serving import jobs
+from app.serving.jobs import Job, Slots
 
 
 def _wait_for(condition, timeout: float = 30.0) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from app.layers import describe_rf, layer_table
+from app.networks.layers import describe_rf, layer_table
 
 
 def test_vgg_receptive_fields_match_known_values(vgg):

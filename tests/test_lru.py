@@ -6,7 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from app.lru import ResultStore
+from app.serving.lru import ResultStore
 
 
 def test_evicts_least_recently_used():
@@ -52,7 +52,7 @@ def test_byte_budget_evicts_oldest_and_counts_arrays_inside_results():
     import numpy as np
     import torch
 
-    from app.lru import approx_nbytes
+    from app.serving.lru import approx_nbytes
 
     mb = 2**20
     assert approx_nbytes((np.zeros(mb, np.uint8), {"t": torch.zeros(mb // 4)}, [b"x" * 10])) >= 2 * mb

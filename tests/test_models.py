@@ -10,9 +10,9 @@ import pytest
 import torch
 import torchvision
 
-from app.datasets import load_fashion_mnist
-from app.errors import WeightsUnavailableError
-from app.models import (
+from app.base.errors import WeightsUnavailableError
+from app.networks.datasets import load_fashion_mnist
+from app.networks.models import (
     CONFIG_ENV,
     FASHION_WEIGHTS,
     IMAGENET_MEAN,

@@ -11,10 +11,7 @@ import torch
 from captum.attr import Occlusion
 from torch import nn
 
-from app.datasets import load_fashion_mnist
-from app.layers import layer_table
-from app.loaded import LoadedModel
-from app.occlusion import (
+from app.analyses.occlusion import (
     OcclusionResult,
     axis_starts,
     captum_attribution,
@@ -30,6 +27,9 @@ from app.occlusion import (
     target_prob_map,
     top_k_map,
 )
+from app.networks.datasets import load_fashion_mnist
+from app.networks.layers import layer_table
+from app.networks.loaded import LoadedModel
 from tests.conftest import photo
 
 

@@ -9,10 +9,10 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app import attribution as attr
-from app.fashion import fashion_input, looks_like_fashion_mnist
-from app.images import load_image
-from app.models import LoadedModel, get_model
+from app.analyses import attribution as attr
+from app.networks.fashion import fashion_input, looks_like_fashion_mnist
+from app.networks.images import load_image
+from app.networks.models import LoadedModel, get_model
 from tests.conftest import photo, png_bytes
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "attribution.py")

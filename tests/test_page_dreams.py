@@ -10,11 +10,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import dataset_examples as D
-from app import jobs
-from app.datasets import load_fashion_mnist
-from app.models import get_model
-from app.store import store_dir
+from app.analyses import dataset_examples as D
+from app.networks.datasets import load_fashion_mnist
+from app.networks.models import get_model
+from app.serving import jobs
+from app.serving.store import store_dir
 from pages import common
 from tests.apptest import open_page
 from tests.conftest import photo, png_bytes

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.errors import WeightsUnavailableError
-from app.models import VGG_ENV
+from app.base.errors import WeightsUnavailableError
+from app.networks.models import VGG_ENV
 from pages import cache
 from tests.apptest import ENTRY, open_page, plotly_charts
 from tests.conftest import photo, png_bytes

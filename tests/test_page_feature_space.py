@@ -14,9 +14,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import embedding as E
-from app.datasets import load_fashion_mnist
-from app.store import store_dir
+from app.analyses import embedding as E
+from app.networks.datasets import load_fashion_mnist
+from app.serving.store import store_dir
 from models.fashion_cnn import CLASSES
 from tests.conftest import photo, png_bytes
 
@@ -28,7 +28,7 @@ N = 200  # a small stand-in for the 10,000 test images, so the page test stays q
 def small_fashion_set(monkeypatch, tmp_path):
     images, labels = load_fashion_mnist("test")
     monkeypatch.setattr(E, "load_fashion_mnist", lambda split: (images[:N], labels[:N]))
-    monkeypatch.setattr("app.datasets.load_fashion_mnist", lambda split: (images[:N], labels[:N]))
+    monkeypatch.setattr("app.networks.datasets.load_fashion_mnist", lambda split: (images[:N], labels[:N]))
     monkeypatch.setenv("CNN_LENS_CACHE", str(tmp_path))
     st.cache_resource.clear()
     st.cache_data.clear()

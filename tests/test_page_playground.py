@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import playground as pg
+from app.analyses import playground as pg
 from tests.conftest import photo, png_bytes
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "playground.py")

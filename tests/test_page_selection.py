@@ -9,7 +9,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import app.fashion
+import app.networks.fashion
 from pages.common import INTAKE, INTAKE_LABEL
 from tests.apptest import ENTRY
 from tests.conftest import photo, png_bytes
@@ -44,13 +44,13 @@ def test_what_the_model_can_see_is_said() -> None:
 
 def test_a_photo_is_converted_once_across_pages(monkeypatch) -> None:
     calls: list[int] = []
-    convert = app.fashion.to_fashion_mnist
+    convert = app.networks.fashion.to_fashion_mnist
 
     def counted(img):
         calls.append(1)
         return convert(img)
 
-    monkeypatch.setattr(app.fashion, "to_fashion_mnist", counted)
+    monkeypatch.setattr(app.networks.fashion, "to_fashion_mnist", counted)
     st.cache_resource.clear()
     st.cache_data.clear()
     at = _app(_jpeg((1600, 1200)), "photo").run()

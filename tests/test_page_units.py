@@ -12,9 +12,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import dataset_examples as D
-from app.datasets import load_fashion_mnist
-from app.store import store_dir
+from app.analyses import dataset_examples as D
+from app.networks.datasets import load_fashion_mnist
+from app.serving.store import store_dir
 from models.fashion_cnn import CLASSES
 from pages.common import UNIT_LINK
 from tests.apptest import open_page
@@ -28,7 +28,7 @@ N = 120  # a small stand-in for the 10,000 test images, so the page test stays q
 def small_sets(monkeypatch, tmp_path):
     images, labels = load_fashion_mnist("test")
     monkeypatch.setattr(D, "load_fashion_mnist", lambda split: (images[:N], labels[:N]))
-    monkeypatch.setattr("app.datasets.load_fashion_mnist", lambda split: (images[:N], labels[:N]))
+    monkeypatch.setattr("app.networks.datasets.load_fashion_mnist", lambda split: (images[:N], labels[:N]))
     photos = D.bundled_photos()
     monkeypatch.setattr(D, "bundled_photos", lambda: photos[::20][:6] + photos[1::20][:6])
     monkeypatch.setenv("CNN_LENS_CACHE", str(tmp_path))

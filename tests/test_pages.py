@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from app import figures
-from app.errors import WeightsUnavailableError
-from app.models import VGG_ENV
+from app.base.errors import WeightsUnavailableError
+from app.networks.models import VGG_ENV
+from app.pictures import figures
 from pages import cache
 from tests.apptest import open_page, plotly_charts
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from app import playground as pg
-from app.numeric import softmax
+from app.analyses import playground as pg
+from app.base.numeric import softmax
 
 # 4x4 test map, values chosen so every window has a unique maximum.
 X = np.array(

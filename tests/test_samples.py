@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from app.images import load_image
-from app.models import FASHION_WEIGHTS
-from app.samples import SAMPLES_DIR, sample_bytes, samples
+from app.networks.images import load_image
+from app.networks.models import FASHION_WEIGHTS
+from app.networks.samples import SAMPLES_DIR, sample_bytes, samples
 from scripts.make_samples import DRAWINGS, PHOTOS, render_drawing, render_photo
 
 MODELS = ("vgg16", "fashion_cnn")
@@ -55,7 +55,7 @@ def test_committed_drawings_match_the_script():
 @needs_weights
 @pytest.mark.parametrize("name", list(DRAWINGS))
 def test_trained_cnn_recognises_each_drawing(fashion, name):
-    from app.fashion import looks_like_fashion_mnist
+    from app.networks.fashion import looks_like_fashion_mnist
 
     img = load_image((SAMPLES_DIR / name).read_bytes())
     assert looks_like_fashion_mnist(img)  # the app feeds it as-is, like a data-set image
@@ -67,7 +67,7 @@ def test_trained_cnn_recognises_each_drawing(fashion, name):
 @needs_weights
 @pytest.mark.parametrize("name", list(PHOTOS))
 def test_trained_cnn_recognises_each_product_photo_after_the_zalando_pipeline(fashion, name):
-    from app.fashion import fashion_input, looks_like_fashion_mnist
+    from app.networks.fashion import fashion_input, looks_like_fashion_mnist
 
     img = load_image((SAMPLES_DIR / name).read_bytes())
     assert not looks_like_fashion_mnist(img)  # the app converts it first

@@ -1,4 +1,4 @@
-"""Forward passes share a network; only tracing runs alone (app.sharing)."""
+"""Forward passes share a network; only tracing runs alone (app.serving.sharing)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import torch
 
-from app import sharing
-from app.activations import activations
-from app.embedding import features
+from app.analyses.embedding import features
+from app.networks.activations import activations
+from app.serving import sharing
 
 
 def test_prediction_does_not_wait_for_a_held_model_lock(fashion_untrained):

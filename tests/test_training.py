@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from app import training
-from app.training import Slots, TrainConfig
+from app.analyses import training
+from app.analyses.training import Slots, TrainConfig
 
 TINY = TrainConfig(train_size=512, test_size=200, epochs=2, batch_size=32, width=4, chunk=4)
 LONG = TrainConfig(train_size=10_000, test_size=100, epochs=10, batch_size=32, width=4, chunk=2)

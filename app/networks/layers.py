@@ -31,10 +31,10 @@ import torchvision
 from torch import fx, nn
 from torchvision.models.feature_extraction import NodePathTracer
 
-from app import sharing
-from app.numeric import pair
+from app.base.numeric import pair
+from app.serving import sharing
 
-# One trace at a time, and none while a forward pass runs (app.sharing): torch.fx patches
+# One trace at a time, and none while a forward pass runs (app.serving.sharing): torch.fx patches
 # nn.Module.__call__ process-wide while it traces.
 TRACE_LOCK = threading.Lock()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.errors import ImageError
+from app.base.errors import ImageError
 
 __all__ = [
     "MAX_BYTES",

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from app.errors import ImageError
-from app.loaded import LoadedModel, PreprocessStep
+from app.base.errors import ImageError
+from app.networks.loaded import LoadedModel, PreprocessStep
 
 SIZE = 28
 FUZZ = 0.05  # fraction of the maximum intensity (README: "within 5 %")

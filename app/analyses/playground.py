@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from app.activations import activations
-from app.loaded import LoadedModel
+from app.networks.activations import activations
+from app.networks.loaded import LoadedModel
 
 PoolKind = Literal["max", "avg"]
 

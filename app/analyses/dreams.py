@@ -18,7 +18,7 @@ responds in a chosen way.
 
 How they run, and why:
 - Only up to the deepest layer they need, on a private fx graph derived from the
-  load-time trace (`app.activations.derived`): no hook is ever put on the shared
+  load-time trace (`app.networks.activations.derived`): no hook is ever put on the shared
   module and nothing in it (weights, `requires_grad`, ReLU flags) changes.
   Gradients are taken with `torch.autograd.grad` with respect to the image only,
   so parameters never get a `.grad`.
@@ -27,7 +27,7 @@ How they run, and why:
 - All randomness comes from a generator seeded with `seed`: same call, same picture,
   whatever else runs in other threads.
 - `progress(done, total)` is called after every step; it cancels a run by raising
-  `app.errors.Cancelled` (see app/jobs.py). `preview(dream)` gets the picture so far
+  `app.base.errors.Cancelled` (see app/serving/jobs.py). `preview(dream)` gets the picture so far
   every few steps.
 - Everything is fp32 (gradients of a picture need it; autocast is switched off).
 """
@@ -48,10 +48,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import fx, nn
 
-from app import sharing
-from app.activations import derived
-from app.loaded import LoadedModel
-from app.progress import Progress
+from app.networks.activations import derived
+from app.networks.loaded import LoadedModel
+from app.serving import sharing
+from app.serving.progress import Progress
 
 Preview = Callable[["Dream"], None]
 
@@ -199,7 +199,7 @@ def _graph(model: LoadedModel, layers: Sequence[str], redirect: bool = False) ->
 @contextlib.contextmanager
 def _step(model: LoadedModel) -> Iterator[None]:
     """One optimisation step on the shared layers: a gradient pass, so under the model's lock (and
-    `sharing.forward()`, so no fx trace overlaps it, app/sharing.py), gradients on, fp32."""
+    `sharing.forward()`, so no fx trace overlaps it, app/serving/sharing.py), gradients on, fp32."""
     with (
         model.lock,
         sharing.forward(),

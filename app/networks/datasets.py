@@ -7,25 +7,19 @@ read-only copy works, and gives plain uint8 tensors the rest of the app slices.
 from __future__ import annotations
 
 import gzip
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from app.errors import DatasetMissingError
-from app.paths import REPO
+from app.base.errors import DatasetMissingError
+from app.base.paths import data_dir
 
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-
-
-def data_dir() -> Path:
-    """Where data sets live: $CNN_LENS_DATA, else the project's `data/` folder."""
-    return Path(os.environ.get("CNN_LENS_DATA", REPO / "data"))
 
 
 def _read_idx(path: Path) -> np.ndarray:

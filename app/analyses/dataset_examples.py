@@ -17,7 +17,7 @@ How the work is split:
   EfficientNet) get the union of their branches' fields.
 - `unit_projection` is attribution's guided backprop started from one unit at one
   location (`attribution.guided_units`).
-- The Fashion-MNIST test-set table is stored on disk (app.store), keyed by the
+- The Fashion-MNIST test-set table is stored on disk (app.serving.store), keyed by the
   weights, so it is computed once per set of weights for every process.
 """
 
@@ -35,13 +35,14 @@ import torch
 from PIL import Image, ImageOps
 from torch import fx, nn
 
-from app import attribution, sharing
-from app.activations import derived
-from app.datasets import load_fashion_mnist
-from app.embedding import model_inputs
-from app.loaded import LoadedModel
-from app.progress import Progress
-from app.store import store_dir, store_key, write_atomic
+from app.analyses import attribution
+from app.analyses.embedding import model_inputs
+from app.networks.activations import derived
+from app.networks.datasets import load_fashion_mnist
+from app.networks.loaded import LoadedModel
+from app.serving import sharing
+from app.serving.progress import Progress
+from app.serving.store import store_dir, store_key, write_atomic
 
 Box = tuple[int, int, int, int]  # (top, left, bottom, right) in input pixels, bottom/right exclusive
 Entry = tuple[float, int, int, int]  # (value, image index, y, x)
@@ -466,7 +467,7 @@ def top_units_table(
     on ties); for fully connected layers the unit's value. Ties between images go to
     the lower index. layers: default `unit_layers(model)`. total: the number of images,
     for progress, when `images` is an iterable. Runs in fp32, so a stored value can be
-    recomputed exactly; batches run beside other sessions' passes (app.sharing).
+    recomputed exactly; batches run beside other sessions' passes (app.serving.sharing).
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.paths import ASSETS
+from app.base.paths import ASSETS
 
 SAMPLES_DIR = ASSETS / "samples"
 
@@ -46,7 +46,7 @@ _CATALOGUE: dict[str, tuple[tuple[str, str], ...]] = {
 def samples(model_name: str) -> list[Sample]:
     """The samples that make sense for `model_name`, in display order: garments for the
     Fashion-MNIST CNN, photographs for every ImageNet model (shipped or configured)."""
-    from app.models import model_names  # the registry reads the teacher's config
+    from app.networks.models import model_names  # the registry reads the teacher's config
 
     if model_name == "fashion_cnn":
         catalogue = _CATALOGUE["fashion_cnn"]

@@ -8,7 +8,7 @@ mirrored by a thread), which is what the page uses: the Streamlit script keeps
 redrawing the curves from `Run.history` while the network trains.
 
 A server has few cores, so trainings take a slot of the process's heavy-work pool
-(`app.jobs.HEAVY`, shared with the dreams; one per core unless `$CNN_LENS_MAX_JOBS`
+(`app.serving.jobs.HEAVY`, shared with the dreams; one per core unless `$CNN_LENS_MAX_JOBS`
 says otherwise); a run that finds every slot taken waits in state "waiting" and the
 page shows its place in the queue. Every run builds its own
 network: the shipped weights and the shared models are never touched.
@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.datasets import load_fashion_mnist
-from app.jobs import HEAVY, Slots
-from app.loaded import LoadedModel
-from app.models import MODEL_NAMES, wrap
-from app.paths import REPO
+from app.base.paths import REPO
+from app.networks.datasets import load_fashion_mnist
+from app.networks.loaded import LoadedModel
+from app.networks.models import MODEL_NAMES, wrap
+from app.serving.jobs import HEAVY, Slots
 from models.fashion_cnn import FashionCNN, normalise
 
 Optimiser = Literal["SGD", "SGD + momentum", "Adam"]
@@ -177,7 +177,7 @@ def train(
     return net.eval(), history, outcome
 
 
-# Trainings share the process's one pool of heavy-work slots with the dreams (app/jobs.py):
+# Trainings share the process's one pool of heavy-work slots with the dreams (app/serving/jobs.py):
 # a training that finds every slot taken waits, and sees its place in the queue.
 SLOTS = HEAVY
 
@@ -250,7 +250,7 @@ def _train_in_process(run: Run) -> tuple[nn.Module, Outcome]:
     the main module in the child, and inside Streamlit that is the page script.
     """
     read_fd, write_fd = os.pipe()
-    code = "from app.training import _worker_main; _worker_main()"
+    code = "from app.analyses.training import _worker_main; _worker_main()"
     args = [sys.executable, "-c", code, str(write_fd), pickle.dumps(run.config).hex()]
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, pass_fds=(write_fd,), cwd=REPO)
     os.close(write_fd)

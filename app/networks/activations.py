@@ -1,6 +1,6 @@
 """Every layer's output from one forward pass, without touching the shared module.
 
-The network is traced (app.layers.trace) into a separate fx GraphModule that
+The network is traced (app.networks.layers.trace) into a separate fx GraphModule that
 returns the intermediate tensors directly, so no hook is ever registered on the
 module other sessions are using.
 
@@ -20,10 +20,10 @@ from collections.abc import Callable
 import torch
 from torch import fx, nn
 
-from app import precision as prec
-from app import sharing
-from app.layers import trace
-from app.loaded import LoadedModel
+from app.networks.layers import trace
+from app.networks.loaded import LoadedModel
+from app.serving import precision as prec
+from app.serving import sharing
 
 
 def extractor(model: LoadedModel) -> fx.GraphModule:

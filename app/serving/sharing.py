@@ -10,7 +10,7 @@ occlusion map (benchmarks/fairness.py measures it). Two things cannot overlap th
   takes `forward()`. Tracing is rare (each architecture once, at load).
 - Hooks on a shared module would act on every pass through it, so code that puts
   them there (none in app/; captum as a test oracle) runs under `exclusive()` too, and
-  under the model's `lock`, which gradient passes (app.attribution) also hold.
+  under the model's `lock`, which gradient passes (app.analyses.attribution) also hold.
 """
 
 from __future__ import annotations

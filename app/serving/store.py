@@ -15,20 +15,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from app.datasets import data_dir
-from app.loaded import LoadedModel
+from app.base.paths import data_dir
 
 
-def weights_digest(model: LoadedModel) -> str:
-    """SHA-256 of the model's weights (every state-dict tensor, in order): changes when the weights do."""
-    h = hashlib.sha256()
-    with model.lock:
-        for name, t in model.module.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+class Weighed(Protocol):
+    """What a stored result is keyed by: a network's name and the digest of its weights."""
+
+    name: str
+
+    def digest(self) -> str: ...
 
 
 def store_dir() -> Path:
@@ -36,12 +33,12 @@ def store_dir() -> Path:
     return Path(os.environ.get("CNN_LENS_CACHE", data_dir() / "cache"))
 
 
-def store_key(model: LoadedModel, **spec: Any) -> str:
+def store_key(model: Weighed, **spec: Any) -> str:
     """A file-name-safe key for a result of `model` (its name and weights) and `spec` (JSON-able values).
 
     spec must name everything else the result depends on (format version, parameters,
     library versions), so a changed computation never reads an old file."""
-    full = {"model": model.name, "weights": weights_digest(model), **spec}
+    full = {"model": model.name, "weights": model.digest(), **spec}
     return hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -2,7 +2,7 @@
 
 Each map is one forward and one backward pass through the network. They run on
 this module's own copies of the model's fx graph, made from the graph that
-`app.activations` traced at model load (re-tracing is avoided because fx patches
+`app.networks.activations` traced at model load (re-tracing is avoided because fx patches
 `nn.Module.__call__` process-wide while it traces, which would disturb other
 threads' forward passes). The copies call the very same layer objects, so no
 weights are duplicated, but no hook is ever registered on the shared module and
@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import fx, nn
 
-from app import sharing
-from app.activations import derived
-from app.loaded import LoadedModel
-from app.progress import Progress
+from app.networks.activations import derived
+from app.networks.loaded import LoadedModel
+from app.serving import sharing
+from app.serving.progress import Progress
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -341,7 +341,7 @@ def last_conv(model: LoadedModel) -> str:
     return [row.name for row in model.layers if row.kind == "conv"][-1]
 
 
-# layer-table kinds of activation functions (app.layers names unknown modules by their class)
+# layer-table kinds of activation functions (app.networks.layers names unknown modules by their class)
 _ACTIVATION_KINDS = ("relu", "hardswish", "silu", "gelu", "leakyrelu", "elu")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.loaded import LoadedModel
+from app.networks.loaded import LoadedModel
 
 
 def conv_weight(model: LoadedModel, layer: str) -> torch.Tensor:

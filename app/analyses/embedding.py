@@ -26,13 +26,13 @@ import torch
 from PIL import Image
 from sklearn.decomposition import PCA
 
-from app import precision as prec
-from app import sharing
-from app.activations import truncated
-from app.datasets import load_fashion_mnist
-from app.loaded import LoadedModel
-from app.progress import Progress
-from app.store import store_dir, store_key, write_atomic
+from app.networks.activations import truncated
+from app.networks.datasets import load_fashion_mnist
+from app.networks.loaded import LoadedModel
+from app.serving import precision as prec
+from app.serving import sharing
+from app.serving.progress import Progress
+from app.serving.store import store_dir, store_key, write_atomic
 
 Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
@@ -98,7 +98,7 @@ def features(
 
     Runs in the model's precision (bf16 where the CPU has it natively): the neighbour
     quality test checks that this keeps neighbours as good as fp32 would. Batches run
-    beside other sessions' passes (app.sharing), so no one waits for a whole data set.
+    beside other sessions' passes (app.serving.sharing), so no one waits for a whole data set.
     """
     name = penultimate_layer(model)
     graph = truncated(model, name)

@@ -1,4 +1,4 @@
-"""Model registry: builds the shipped networks as `LoadedModel`s (app.loaded).
+"""Model registry: builds the shipped networks as `LoadedModel`s (app.networks.loaded).
 
 `wrap` is the one way any nn.Module becomes a LoadedModel (the shipped models, a
 network trained in the browser): ReLUs are made non-inplace once, there (in-place
@@ -21,12 +21,12 @@ import torch
 import torchvision
 from torch import nn
 
-from app import precision
-from app.activations import activations
-from app.errors import LensError, WeightsUnavailableError
-from app.layers import layer_table, with_shapes
-from app.loaded import LoadedModel
-from app.paths import REPO
+from app.base.errors import LensError, WeightsUnavailableError
+from app.base.paths import REPO
+from app.networks.activations import activations
+from app.networks.layers import layer_table, with_shapes
+from app.networks.loaded import LoadedModel
+from app.serving import precision
 from models import efficientnet_lite
 from models.fashion_cnn import CLASSES as FASHION_CLASSES
 from models.fashion_cnn import MEAN as FASHION_MEAN

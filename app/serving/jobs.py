@@ -20,7 +20,7 @@ it calls `touch()` while open (a heartbeat), and a job nobody has touched for th
 long cancels itself, running or still queued, and frees its slot for someone who
 is there. The one progress convention of the project applies:
 `progress(done, total)` is called as work advances, and cancelling makes that
-call raise `app.errors.Cancelled`, which unwinds the work (the slot is released
+call raise `app.base.errors.Cancelled`, which unwinds the work (the slot is released
 in a `finally`). Work must therefore keep no state outside its own objects
 (the dreams hold the shared model's lock for one step at a time, never across a
 progress call).
@@ -35,8 +35,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from app.errors import Cancelled, LensError
-from app.lru import ResultStore
+from app.base.errors import Cancelled, LensError
+from app.serving.lru import ResultStore
 
 T = TypeVar("T")
 JobState = Literal["waiting", "running", "finished", "cancelled", "failed"]

@@ -2,7 +2,7 @@
 
 Every heavy function in app/ takes `progress: Progress | None`. It is called as
 `progress(done, total)` after each unit of work; it may raise `Cancelled`
-(app.errors) to stop the work, which the function lets propagate after leaving
+(app.base.errors) to stop the work, which the function lets propagate after leaving
 no state behind. One convention for all analyses, so the pages' progress bars and
 cancel buttons work the same way everywhere.
 """

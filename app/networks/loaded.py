@@ -2,16 +2,17 @@
 
 A LoadedModel bundles what every analysis needs (eval-mode module, the exact
 pre-processing, labels, layer table) so pages and notebooks never rebuild it. It
-lives apart from the registry (app.models) so that analyses can name the type
+lives apart from the registry (app.networks.models) so that analyses can name the type
 without importing the code that builds models.
 
 Thread-safety rule: the module is shared by all Streamlit sessions. Forward passes
-run side by side under `app.sharing.forward()` (fx tracing waits for them); code that
+run side by side under `app.serving.sharing.forward()` (fx tracing waits for them); code that
 puts hooks on the module, and gradient passes, also hold `model.lock`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -23,10 +24,10 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import v2 as T
 
-from app import precision as prec
-from app import sharing
-from app.layers import LayerInfo
-from app.numeric import softmax
+from app.base.numeric import softmax
+from app.networks.layers import LayerInfo
+from app.serving import precision as prec
+from app.serving import sharing
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,21 @@ class LoadedModel:
             if key not in self._derived:
                 self._derived[key] = build()
             return self._derived[key]
+
+    def digest(self) -> str:
+        """SHA-256 of the weights (every state-dict tensor, in order), hashed once per model.
+
+        Stored results are keyed by it, so it is asked for on every lookup; rehashing VGG-16's
+        528 MB each time was wasted work, since a LoadedModel's weights never change (training
+        builds a new one)."""
+        return self.cached("digest", self._hash_weights)
+
+    def _hash_weights(self) -> str:
+        h = hashlib.sha256()
+        for name, t in self.module.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def layer(self, name: str) -> LayerInfo:
         for row in self.layers:
@@ -122,7 +138,7 @@ class LoadedModel:
         return (x.squeeze(0) * std + mean).clamp(0, 1)
 
     def logits(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-        """Logits [N, classes] in fp32; runs beside other forward passes (app.sharing).
+        """Logits [N, classes] in fp32; runs beside other forward passes (app.serving.sharing).
 
         Predictions default to fp32: they are shown as probabilities, and bf16
         moved VGG-16's top-5 probabilities by up to 3 % (benchmarks/forward.py),

@@ -33,12 +33,12 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torchvision.transforms.v2 import functional as TF
 
-from app import precision as prec
-from app import sharing
-from app.activations import extractor
-from app.loaded import LoadedModel
-from app.numeric import pair, softmax
-from app.progress import Progress
+from app.base.numeric import pair, softmax
+from app.networks.activations import extractor
+from app.networks.loaded import LoadedModel
+from app.serving import precision as prec
+from app.serving import sharing
+from app.serving.progress import Progress
 
 BASELINES = ("zero", "mean", "grey", "blur")
 # bf16 pays only on big convolutions: below this many multiply-adds per position (the
@@ -181,7 +181,7 @@ def _local_stage(module: nn.Module, index: int) -> _Stage | None:
 def _chain(model: LoadedModel) -> _Chain | None:
     """The network as a list of steps, built once; None for a graph with branches (residual blocks).
 
-    Walks the graph traced at model load (app.activations.extractor) instead of tracing
+    Walks the graph traced at model load (app.networks.activations.extractor) instead of tracing
     again: tracing patches nn.Module.__call__ process-wide and would disturb other sessions.
     """
     return model.cached("occlusion_chain", lambda: _chain_or_none(model))
@@ -532,7 +532,7 @@ def _resolve(precision: str, model: LoadedModel, engine: _Incremental | _Dense) 
     resolved = prec.resolve(precision, model.device)
     if precision == "auto" and engine.macs_per_position(model) < AUTO_BF16_MIN_MACS:
         return "fp32"
-    if precision == "auto":  # the model may keep its bulk analyses in fp32 (see app.models.BULK_PRECISION)
+    if precision == "auto":  # the model may keep its bulk analyses in fp32 (see app.networks.models.BULK_PRECISION)
         return prec.resolve(model.precision, model.device)
     return resolved
 

@@ -20,8 +20,8 @@ class DatasetMissingError(LensError):
 class Cancelled(LensError):
     """The person stopped a long computation; whatever it had begun is thrown away.
 
-    Long computations take a `progress(done, total)` callback (app/progress.py) and
-    this is how it stops them: the callback raises Cancelled (app/jobs.py `Job.report`
+    Long computations take a `progress(done, total)` callback (app/serving/progress.py) and
+    this is how it stops them: the callback raises Cancelled (app/serving/jobs.py `Job.report`
     does it for queued jobs), the exception unwinds the computation, and nothing
     shared is left changed.
     """

@@ -1,0 +1,1 @@
+"""Networks and their inputs: the registry, layer tables, receptive fields, traced graphs, images, data sets."""

@@ -1,0 +1,1 @@
+"""Every Plotly figure and picture the pages draw, made from the analyses' plain arrays."""
