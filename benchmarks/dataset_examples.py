@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from app.analyses import dataset_examples as D
-from app.analyses.embedding import model_inputs
+from app.networks.batches import model_inputs
 from app.networks.datasets import load_fashion_mnist
 from app.networks.loaded import LoadedModel
 from app.networks.models import get_model

@@ -49,6 +49,11 @@ def _query_features(model_key: str, image_key: str, data: bytes) -> tuple:
     return cache.shared(("query features", model_key, image_key), compute)
 
 
+def _member(collection: Collection, image_key: str, data: bytes) -> int | None:
+    """The collection's row holding the user's image (same file or same pixels), found once per pair."""
+    return cache.shared(("member", collection.key, image_key), lambda: collection.find(data))
+
+
 def _collection_map(model_key: str, key: str, method: str, perplexity: float, feats: np.ndarray, progress) -> E.Map:
     def compute() -> E.Map:
         return E.tsne_map(feats, perplexity, progress=progress) if method == "tsne" else E.pca_map(feats)
@@ -152,14 +157,12 @@ except LensError as exc:
     st.stop()
 
 map_key = f"{data_key}:{method}:{perplexity}"
-row = collection.find(sel.image_key) if source == OWN_SET else None
-if row is not None:  # the user's image is in the collection: its own row, so its own neighbour at 0
+row = _member(collection, sel.image_key, st.session_state[common.IMAGE_BYTES]) if source == OWN_SET else None
+if row is not None:  # the same image is in the collection (by content): its own row, its own neighbour at 0
     mine, mine_pixels, you = feats[row : row + 1], pix[row : row + 1], fmap.coords[row]
 elif source == OWN_SET:  # prepared exactly as the collection's images, not as the other pages prepare it
     mine, _, mine_pixels = _query_features(sel.model_key, sel.image_key, st.session_state[common.IMAGE_BYTES])
-    twins = np.flatnonzero((feats == mine[0]).all(axis=1))  # a copy of it in other bytes: the same vector
-    row = int(twins[0]) if len(twins) else None  # then the star sits on the copy, as for the file itself
-    you = fmap.coords[row] if row is not None else _place(map_key, sel.image_key, fmap, mine)
+    you = _place(map_key, sel.image_key, fmap, mine)
 else:
     mine = sel.analysis(E.features)
     mine_pixels = sel.analysis(E.pixels)
@@ -192,7 +195,8 @@ st.caption(
         else "t-SNE keeps neighbours together but not distances: the size of a cluster and the gaps between "
         "clusters mean little. "
         + (
-            "Your image (★) is part of this collection, so it sits where the map put it."
+            "Your image (★) is part of this collection (the same picture, found by its content), so it sits "
+            "where the map put it."
             if row is not None
             else "Your image (★) was placed into the finished map, not used to build it."
         )

@@ -10,8 +10,9 @@ import torch
 
 from app.analyses import attribution
 from app.analyses import dataset_examples as D
-from app.analyses.embedding import labels_from_names, model_inputs
+from app.analyses.embedding import labels_from_names
 from app.base.errors import LensError
+from app.networks.batches import model_inputs
 from app.networks.datasets import load_fashion_mnist
 from app.pictures import figures
 from pages import cache, common

@@ -94,6 +94,44 @@ def chromium_page(width: int = 1400, height: int = 1000):
             browser.close()
 
 
+def wait_while_progressing(page, done, stall_ms: int = 180_000) -> None:
+    """Wait for the locator `done` for as long as the page shows progress moving.
+
+    A long computation (a dream, a unit table) takes minutes on a busy machine and seconds
+    on a quiet one, so no fixed time limit fits both: the limit is `stall_ms` without any
+    change in the page's progress bars and status texts, which only a stuck run reaches."""
+    progress = page.locator("[data-testid=stProgress], [data-testid=stStatusWidget], [data-testid=stSpinner]")
+    last, still_since = None, time.monotonic()
+    while not (done.count() and done.first.is_visible()):
+        seen = "|".join(progress.all_inner_texts())
+        if seen != last:
+            last, still_since = seen, time.monotonic()
+        elif (time.monotonic() - still_since) * 1000 > stall_ms:
+            raise TimeoutError(f"no progress for {stall_ms / 1000:.0f} s; the page last showed {last!r}")
+        page.wait_for_timeout(500)
+
+
+def fashion_subset(folder: Path, n: int) -> Path:
+    """A data folder holding the first `n` Fashion-MNIST test images (idx files, as the real ones).
+
+    A server pointed at it (CNN_LENS_DATA) builds its test-set tables from n images instead
+    of 10,000: what the page shows is the same kind of thing, found 10,000 / n times faster."""
+    import gzip
+
+    from app.networks.datasets import load_fashion_mnist
+
+    images, labels = load_fashion_mnist("test")
+    raw = folder / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    header = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (n, 28, 28))
+    (raw / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images[:n].numpy().tobytes()))
+    header = (0x801).to_bytes(4, "big") + n.to_bytes(4, "big")
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(header + labels[:n].numpy().astype("uint8").tobytes())
+    )
+    return folder
+
+
 def wait_for_run(page, timeout_ms: int = 240_000) -> None:
     """After a click, wait as a person would: for the run it asked for to start (if one shows
     within 3 s) and to finish. Clicking on while a run is in flight can get the click dropped."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -10,6 +12,20 @@ import torch
 from PIL import Image
 
 from app.networks.models import FASHION_WEIGHTS, LoadedModel, get_model, torchvision_model
+from tests.browser import streamlit_server
+
+# pytest-xdist runs one worker per core: each worker's PyTorch gets its share of the cores, or
+# two workers of two threads each fight over two cores (OpenMP threads wait on each other).
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    """One app server per test worker, for the browser tests that need no settings of their own: each
+    test opens its own browser (a new session), and the server's models are loaded once, not per test."""
+    with streamlit_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

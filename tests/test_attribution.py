@@ -15,7 +15,7 @@ from app.analyses import attribution as attr
 from app.base.errors import DatasetMissingError
 from app.networks.activations import activations
 from app.networks.datasets import load_fashion_mnist
-from app.networks.layers import layer_table, with_shapes
+from app.networks.layers import layer_table
 from app.networks.loaded import LoadedModel
 from app.serving import sharing
 from tests.conftest import photo
@@ -188,9 +188,7 @@ def tiny_model() -> LoadedModel:
     model = LoadedModel(
         "tiny", "tiny", net.eval(), ("a", "b"), 3, (0.0,), (1.0,), "hand-set", True, torch.device("cpu")
     )
-    model.layers = layer_table(net)
-    blank = torch.zeros(1, 1, 3, 3)
-    model.layers = with_shapes(model.layers, {k: tuple(v.shape[1:]) for k, v in activations(model, blank).items()})
+    model.layers = layer_table(net, (1, 3, 3))
     return model
 
 

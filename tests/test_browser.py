@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 
 from app.networks.models import get_model
-from tests.browser import chromium_page, streamlit_server, wait_for_run
+from tests.browser import chromium_page, wait_for_run
 from tests.conftest import photo, png_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_upload_png_shows_prediction(tmp_path):
+def test_upload_png_shows_prediction(tmp_path, app_url):
     image = photo((28, 28), seed=3)
     model = get_model("fashion_cnn")
     expected = model.top_k(model.preprocess(image), k=1)[0][0]
     upload = tmp_path / "shirt.png"
     upload.write_bytes(png_bytes(image))
-    with streamlit_server() as url, chromium_page() as page:
-        page.goto(url, wait_until="networkidle")
+    with chromium_page() as page:
+        page.goto(app_url, wait_until="networkidle")
         page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.click(timeout=120_000)
         page.get_by_role("option", name="Fashion-MNIST CNN").click()
         wait_for_run(page)
@@ -53,11 +53,11 @@ def test_upload_png_shows_prediction(tmp_path):
     assert (tmp_path / "prediction.png").stat().st_size > 10_000
 
 
-def test_efficientnet_names_the_sample_cat(tmp_path):
+def test_efficientnet_names_the_sample_cat(tmp_path, app_url):
     """The offline ImageNet model, chosen in a real browser, predicts a real class for the first sample."""
     title = "EfficientNet-Lite0 (ImageNet, works offline)"
-    with streamlit_server() as url, chromium_page() as page:
-        page.goto(url, wait_until="networkidle")
+    with chromium_page() as page:
+        page.goto(app_url, wait_until="networkidle")
         model_box = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first
         model_box.click(timeout=120_000)
         page.get_by_role("option", name=title).click()

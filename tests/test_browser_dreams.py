@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import SETTLED, chromium_page, streamlit_server, wait_for_run
+from tests.browser import SETTLED, chromium_page, wait_for_run, wait_while_progressing
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def _dream(page, tab: str, button: str, out: Path, name: str, settings=None) -> 
     if settings:
         settings(panel)
     panel.get_by_role("button", name=button).click()
-    panel.get_by_role("button", name="Download PNG").wait_for(timeout=480_000)
+    wait_while_progressing(page, panel.get_by_role("button", name="Download PNG"))
     wait_for_run(page)
     page.wait_for_function(SETTLED, timeout=60_000)
     page.wait_for_timeout(1500)
@@ -69,11 +69,11 @@ def _screenshots() -> Path:
     return out
 
 
-def test_fashion_tabs_dream_in_the_browser() -> None:
+def test_fashion_tabs_dream_in_the_browser(app_url: str) -> None:
     out = _screenshots()
-    with streamlit_server() as url, chromium_page(1400, 1900) as page:
+    with chromium_page(1400, 1900) as page:
         try:
-            _open_dreams(page, url, "Fashion-MNIST CNN")
+            _open_dreams(page, app_url, "Fashion-MNIST CNN")
             _dream(page, "Feature visualisation", "Dream", out, "fashion_features", _lower(steps=1))
             _dream(page, "Class model", "Dream", out, "fashion_class", _lower(steps=1))
             assert "What the network now predicts" in page.inner_text("body")
@@ -88,11 +88,11 @@ def test_fashion_tabs_dream_in_the_browser() -> None:
         assert (out / f"dreams_{name}.png").stat().st_size > 20_000
 
 
-def test_vgg_style_transfer_paints_in_the_browser() -> None:
+def test_vgg_style_transfer_paints_in_the_browser(app_url: str) -> None:
     out = _screenshots()
-    with streamlit_server() as url, chromium_page(1400, 1900) as page:
+    with chromium_page(1400, 1900) as page:
         try:
-            _open_dreams(page, url, "VGG-16 (ImageNet)")
+            _open_dreams(page, app_url, "VGG-16 (ImageNet)")
             _dream(page, "Style transfer", "Paint", out, "vgg_style", _lower(size=1, steps=2))
         except Exception:
             page.screenshot(path=str(out / "dreams_vgg_failure.png"), full_page=True)

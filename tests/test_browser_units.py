@@ -1,18 +1,18 @@
-"""Real browser, real server: the "What units look for" page on the Fashion-MNIST test set, the
-9-patch view and the layer overview screenshotted (kept in pytest's tmp dir to look at)."""
+"""Real browser, real server: the "What units look for" page on (the first 500 images of) the Fashion-MNIST
+test set, the 9-patch view and the layer overview screenshotted (kept in pytest's tmp dir to look at)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.browser import SETTLED, chromium_page, streamlit_server, wait_for_run
+from tests.browser import SETTLED, chromium_page, fashion_subset, streamlit_server, wait_for_run, wait_while_progressing
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_units_page_shows_nine_patches_and_the_layer_overview(tmp_path):
     with (
-        streamlit_server(env={"CNN_LENS_CACHE": str(tmp_path / "store")}) as url,
+        streamlit_server(env={"CNN_LENS_DATA": str(fashion_subset(tmp_path / "data", 500))}) as url,
         chromium_page(1400, 3400) as page,
     ):
         page.goto(url, wait_until="networkidle")
@@ -21,8 +21,8 @@ def test_units_page_shows_nine_patches_and_the_layer_overview(tmp_path):
         wait_for_run(page)
         page.get_by_role("link", name="What units look for").first.click()
         wait_for_run(page)
-        page.get_by_text("Layer overview").wait_for(timeout=240_000)
-        page.wait_for_function(SETTLED, timeout=240_000)
+        wait_while_progressing(page, page.get_by_text("Layer overview"))
+        page.wait_for_function(SETTLED, timeout=120_000)
         page.wait_for_timeout(2500)
         main = page.locator("[data-testid=stMain]")
         grid = main.locator("[data-testid=stImage]")

@@ -16,7 +16,7 @@ from app.analyses import attribution as attr
 from app.analyses import embedding, filters, playground
 from app.analyses import occlusion as occ
 from app.networks.activations import activations, feature_graph
-from app.networks.layers import layer_table, with_shapes
+from app.networks.layers import layer_table
 from app.networks.loaded import LoadedModel
 from app.networks.models import torchvision_model
 from tests.conftest import photo
@@ -209,9 +209,7 @@ def _relu6_net() -> LoadedModel:
     model = LoadedModel(
         "relu6", "relu6", net.eval(), ("score",), 1, (0.0,), (1.0,), "hand-set", True, torch.device("cpu")
     )
-    model.layers = layer_table(net)
-    shapes = {k: tuple(v.shape[1:]) for k, v in activations(model, torch.zeros(1, 1, 1, 1)).items()}
-    model.layers = with_shapes(model.layers, shapes)
+    model.layers = layer_table(net, (1, 1, 1))
     return model
 
 

@@ -18,7 +18,8 @@ from app.analyses import dataset_examples as D
 from app.base.errors import DatasetMissingError
 from app.networks.activations import activations, graph_copy
 from app.networks.datasets import load_fashion_mnist
-from app.networks.layers import LayerInfo, with_shapes
+from app.networks.fields import Geometry
+from app.networks.layers import layer_table
 from app.networks.loaded import LoadedModel
 from app.serving.store import store_dir
 
@@ -238,20 +239,8 @@ def test_receptive_box_is_the_gradient_support_vgg(vgg: LoadedModel, layer: str)
     _check_boxes(vgg, layer)
 
 
-@pytest.mark.parametrize("name", ["fashion", pytest.param("vgg", marks=pytest.mark.slow)])
-def test_geometry_agrees_with_the_layer_table(request: pytest.FixtureRequest, name: str) -> None:
-    model = request.getfixturevalue(name)
-    geometry = D.unit_geometry(model)
-    for row in model.layers:
-        g = geometry[row.name]
-        if row.spatial and g is not None:
-            assert g.size == (row.rf, row.rf) and g.stride == (row.rf_stride, row.rf_stride), row.name
-        elif not row.spatial:
-            assert g is None
-
-
 def test_geometry_follows_residual_branches() -> None:
-    """A residual block: the add's units see the union of both branches (here the 3x3 conv's field)."""
+    """A residual block: the add's units see the union of both branches (here the 5x5 conv's field)."""
 
     class Block(nn.Module):
         def __init__(self) -> None:
@@ -265,17 +254,12 @@ def test_geometry_follows_residual_branches() -> None:
             h = h + self.branch(h)
             return self.head(h.mean((2, 3)))
 
-    model = LoadedModel("tiny", "tiny", Block().eval(), ("a", "b"), 16, (0.0,), (1.0,), "", False, torch.device("cpu"))
-    rows = [
-        LayerInfo("stem", "stem", "conv", "Conv2d", 0, None, None),
-        LayerInfo("branch", "branch", "conv", "Conv2d", 0, None, None),
-        LayerInfo("head", "head", "fc", "Linear", 0, None, None),
-    ]
-    model.layers = with_shapes(rows, {"stem": (4, 8, 8), "branch": (4, 8, 8), "head": (2,)})
-    geometry = D.unit_geometry(model)
-    assert geometry["stem"] == D.Geometry((3, 3), (2, 2), (-1, -1))
-    assert geometry["branch"] == D.Geometry((11, 11), (2, 2), (-5, -5))
-    assert geometry["head"] is None
+    rows = {row.name: row for row in layer_table(Block().eval(), (1, 16, 16))}
+    assert rows["stem"].geometry == Geometry((3, 3), (2, 2), (-1, -1))
+    assert rows["branch"].geometry == Geometry((11, 11), (2, 2), (-5, -5))
+    assert rows["add"].geometry == Geometry((11, 11), (2, 2), (-5, -5))
+    assert rows["head"].geometry is None
+    assert rows["stem"].out_shape == (4, 8, 8)
 
 
 # ---- patches and projections -------------------------------------------------------------

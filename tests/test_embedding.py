@@ -138,27 +138,33 @@ def test_predict_from_features_equals_the_network_output(fashion_untrained, vgg)
 
 
 def test_a_query_gets_the_vector_its_copy_in_a_collection_gets(vgg, fashion_untrained):
-    """The same picture as the query and as a collection member (other bytes: no hash can match them, so
-    the page computes the query on its own) gets identical features, pixels and prediction: distance 0.
-    The copy sits in the middle of a batch, and the photo is larger than the collection's 512 px."""
+    """The same picture as the query and as a collection member (other bytes) gets the same pixels and,
+    to rounding, the same features and prediction; its copy is its nearest neighbour. Only to rounding: the
+    copy sits in the middle of a batch and the query is alone, and oneDNN's kernels depend on batch size and
+    threads (8.5e-07 apart on a busy machine), so "same image" is found by content (Collection.find), never
+    by a distance of exactly 0. The photo is larger than the collection's 512 px."""
     big = photo((700, 500), seed=3)
     files = [(f"{i}.png", png_bytes(photo((300, 200), seed=i))) for i in range(4)]
     files.insert(2, ("copy.png", png_bytes(big)))
     query = io.BytesIO()
     big.save(query, format="PNG", compress_level=1)
     assert query.getvalue() != files[2][1]
-    images = load_collection(files).images
+    collection = load_collection(files)
+    assert collection.find(query.getvalue()) == 2  # the same picture, found by its pixels
+    assert collection.find(files[2][1]) == 2 and collection.find(png_bytes(photo((90, 70), seed=9))) is None
+    images = collection.images
     for model in (vgg, fashion_untrained):
         feats, preds, pix = E.collection_vectors(model, images)
         q_feats, q_preds, q_pix = E.collection_vectors(model, [collection_image(query.getvalue())])
-        np.testing.assert_array_equal(q_feats[0], feats[2])
-        np.testing.assert_array_equal(q_pix[0], pix[2])
+        np.testing.assert_allclose(q_feats[0], feats[2], rtol=1e-4, atol=1e-5 * np.abs(feats[2]).max())
+        np.testing.assert_array_equal(q_pix[0], pix[2])  # pixels are integers until scaled: exact
         assert q_preds[0] == preds[2]
         for metric in E.METRICS:
-            idx, dist = nearest(q_feats[0], feats, 1, metric)
-            assert idx[0] == 2 and dist[0] == 0, (model.name, metric, dist)
+            idx, dist = nearest(q_feats[0], feats, 2, metric)
+            assert idx[0] == 2 and dist[0] < 1e-3 * dist[1], (model.name, metric, dist)
         # what the page did before: the image at its own size, apart from the collection
-        assert not np.array_equal(features(model, [load_image(query.getvalue())])[0], feats[2])
+        far = features(model, [load_image(query.getvalue())])[0]
+        assert not np.allclose(far, feats[2], rtol=1e-4, atol=1e-5 * np.abs(feats[2]).max())
 
 
 def test_labels_from_folder_names():

@@ -33,7 +33,7 @@ def test_shapes_and_params(vgg, fashion):
 
 def test_hand_computed_receptive_field_with_stride_and_dilation():
     net = nn.Sequential(nn.Conv2d(1, 1, 5, stride=2), nn.MaxPool2d(3, stride=3), nn.Conv2d(1, 1, 3, dilation=2))
-    rows = layer_table(net)
+    rows = layer_table(net, (1, 64, 64))
     # rf: 1 + 4*1 = 5 (jump 2); + 2*2 = 9 (jump 6); + (2*2)*6 = 33 (jump 6)
     assert [(r.rf, r.rf_stride) for r in rows] == [(5, 2), (9, 6), (33, 6)]
 
@@ -41,12 +41,12 @@ def test_hand_computed_receptive_field_with_stride_and_dilation():
 def test_rf_description_clips_to_image(fashion):
     assert describe_rf(fashion.layer("conv1_1"), 28) == "3x3"
     assert describe_rf(fashion.layer("fc4"), 28) == "whole image"
-    big = layer_table(nn.Sequential(*[nn.Conv2d(1, 1, 3) for _ in range(20)]))[-1]
+    big = layer_table(nn.Sequential(*[nn.Conv2d(1, 1, 3) for _ in range(20)]), (1, 48, 48))[-1]
     assert describe_rf(big, 28) == "41x41 (image is 28)"
 
 
 def test_table_has_no_side_effects(fashion):
     before = {k: v.clone() for k, v in fashion.module.state_dict().items()}
-    layer_table(fashion.module)
+    layer_table(fashion.module, (1, 28, 28))
     for k, v in fashion.module.state_dict().items():
         assert torch.equal(v, before[k])

@@ -164,7 +164,7 @@ def _toy_model() -> LoadedModel:
     net = net.eval().to(memory_format=torch.channels_last)
     labels = tuple("abcde")
     model = LoadedModel("toy", "toy", net, labels, 20, (0.5, 0.5), (0.25, 0.25), "random", False, torch.device("cpu"))
-    model.layers = layer_table(net)  # as get_model does: the analyses walk the load-time trace
+    model.layers = layer_table(net, (2, 20, 26))  # as get_model does: the analyses walk the load-time trace
     return model
 
 

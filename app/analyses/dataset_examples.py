@@ -11,10 +11,9 @@ How the work is split:
   with a reduction inserted right after each layer: only a [batch, channels] max and
   its position survive each layer, so the big feature maps are freed as the pass goes
   on and nothing is hooked on the shared module.
-- `unit_geometry` works out, from the same fx graph, where every layer's units look in
-  the input: size, stride and the padding offset of the first unit. It follows the
-  graph, not a list of layers, so residual adds and concatenations (ResNet,
-  EfficientNet) get the union of their branches' fields.
+- `receptive_box` is where a unit looks in the input: the layer table's field
+  (app.networks.fields, which follows the graph through residual adds and
+  concatenations) placed at the unit's position.
 - `unit_projection` is attribution's guided backprop started from one unit at one
   location (`attribution.guided_units`).
 - The Fashion-MNIST test-set table is stored on disk (app.serving.store), keyed by the
@@ -36,18 +35,19 @@ from PIL import Image, ImageOps
 from torch import fx, nn
 
 from app.analyses import attribution
-from app.analyses.embedding import model_inputs
+from app.base.paths import ASSETS
 from app.networks.activations import derived
+from app.networks.batches import model_inputs
 from app.networks.datasets import load_fashion_mnist
+from app.networks.fields import Box, Geometry
 from app.networks.loaded import LoadedModel
 from app.serving import sharing
 from app.serving.progress import Progress
 from app.serving.store import store_dir, store_key, write_atomic
 
-Box = tuple[int, int, int, int]  # (top, left, bottom, right) in input pixels, bottom/right exclusive
 Entry = tuple[float, int, int, int]  # (value, image index, y, x)
 
-PHOTOS = Path(__file__).resolve().parent.parent / "assets" / "photos"
+PHOTOS = ASSETS / "photos"
 QUANTILES = 101  # stored per unit for ranking a new image: every percentile of the data set's maxima
 LABEL_TOP = 100  # how many of a unit's best images the label statistics count
 _STORE_VERSION = 1  # bump when the stored table's format or its computation changes
@@ -58,135 +58,12 @@ _SMALL_BATCH = 128
 _SKIPPED_KINDS = ("flatten", "dropout")  # a reshape of, or (in eval mode) identical to, the layer before
 
 
-# ---------------------------------------------------------------- where a unit looks (receptive-field geometry)
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Where the units of one layer look in the input, per axis (rows, columns).
-
-    Unit (y, x) sees input rows start[0] + y * stride[0] up to (excluding) that plus
-    size[0], and likewise for columns. start is negative where the first unit's field
-    reaches into the zero padding around the image.
-    """
-
-    size: tuple[int, int]
-    stride: tuple[int, int]
-    start: tuple[int, int]
-
-    def box(self, y: int, x: int) -> Box:
-        top = self.start[0] + y * self.stride[0]
-        left = self.start[1] + x * self.stride[1]
-        return top, left, top + self.size[0], left + self.size[1]
-
-
-def _pairs(*values: int | tuple[int, ...]) -> list[tuple[int, int]]:
-    return [(v, v) if isinstance(v, int) else (int(v[0]), int(v[-1])) for v in values]
-
-
-def _window(g: Geometry, kernel, stride, padding, dilation) -> Geometry:
-    """A sliding window (conv or pool) over a layer of geometry g.
-
-    Output unit y reads input units y*s - p + i*d (i < k), whose fields run from
-    start + (y*s - p) * jump to start + (y*s - p + (k-1)*d) * jump + size.
-    """
-    k, s, p, d = _pairs(kernel, stride, padding, dilation)
-    return Geometry(
-        tuple(g.size[a] + (k[a] - 1) * d[a] * g.stride[a] for a in (0, 1)),
-        tuple(g.stride[a] * s[a] for a in (0, 1)),
-        tuple(g.start[a] - p[a] * g.stride[a] for a in (0, 1)),
-    )
-
-
-def _conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
-    if conv.padding == "valid":
-        return (0, 0)
-    if conv.padding == "same":  # PyTorch puts the smaller half of the total padding first
-        return tuple(conv.dilation[a] * (conv.kernel_size[a] - 1) // 2 for a in (0, 1))
-    return tuple(conv.padding)
-
-
-def _union(geometries: list[Geometry]) -> Geometry | None:
-    """Units of a merge (add, multiply, concatenate) see what any of their inputs' units see."""
-    if len({g.stride for g in geometries}) != 1:
-        return None  # branches at different resolutions: no single box rule; treat as the whole image
-    start = tuple(min(g.start[a] for g in geometries) for a in (0, 1))
-    end = tuple(max(g.start[a] + g.size[a] for g in geometries) for a in (0, 1))
-    return Geometry(tuple(end[a] - start[a] for a in (0, 1)), geometries[0].stride, start)
-
-
-class _GeometryPass(fx.Interpreter):
-    """Runs the graph once on a blank input, working out each node's Geometry from its inputs'.
-
-    None means a unit depends on the whole image (after global pooling or flattening).
-    Rules: conv and pooling modules slide a window; explicit padding layers shift where
-    the first unit's field starts; adaptive pooling that divides its
-    input evenly is a window too, otherwise global; a node that keeps the spatial size
-    (batch norm, activations, adds, concatenations) takes the union of its inputs'
-    fields. An input broadcast from 1x1 (a squeeze-and-excitation gate) only rescales
-    channels and is left out of the box, though strictly it depends on the whole image.
-    """
-
-    def __init__(self, module: fx.GraphModule) -> None:
-        super().__init__(module)
-        self.geometry: dict[fx.Node, Geometry | None] = {}
-        self.shapes: dict[fx.Node, tuple[int, ...]] = {}
-
-    def run_node(self, n: fx.Node):
-        out = super().run_node(n)
-        if isinstance(out, torch.Tensor):
-            self.shapes[n] = tuple(out.shape)
-            self.geometry[n] = self._rule(n, tuple(out.shape)) if out.dim() == 4 else None
-        return out
-
-    def _rule(self, n: fx.Node, shape: tuple[int, ...]) -> Geometry | None:
-        if n.op == "placeholder":
-            return Geometry((1, 1), (1, 1), (0, 0))
-        inputs = [a for a in n.all_input_nodes if len(self.shapes.get(a, ())) == 4]
-        spatial = [a for a in inputs if self.shapes[a][2:] != (1, 1) or shape[2:] == (1, 1)]
-        if not spatial or any(self.geometry[a] is None for a in spatial):
-            return None
-        geometries = [self.geometry[a] for a in spatial]
-        if n.op == "call_module":
-            layer = self.module.get_submodule(n.target)
-            if isinstance(layer, nn.Conv2d):
-                return _window(geometries[0], layer.kernel_size, layer.stride, _conv_padding(layer), layer.dilation)
-            if isinstance(layer, nn.MaxPool2d | nn.AvgPool2d):
-                dilation = getattr(layer, "dilation", 1)
-                return _window(geometries[0], layer.kernel_size, layer.stride, layer.padding, dilation)
-            if isinstance(layer, nn.ZeroPad2d | nn.ConstantPad2d):
-                # (left, right, top, bottom): new units before the first one, same fields and step
-                left, _, top, _ = layer.padding
-                g = geometries[0]
-                return Geometry(g.size, g.stride, (g.start[0] - top * g.stride[0], g.start[1] - left * g.stride[1]))
-            if isinstance(layer, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
-                (h_in, w_in), (h, w) = self.shapes[spatial[0]][2:], shape[2:]
-                if h_in % h or w_in % w:
-                    return None
-                return _window(geometries[0], (h_in // h, w_in // w), (h_in // h, w_in // w), 0, 1)
-        if any(self.shapes[a][2:] != shape[2:] for a in spatial):
-            return None  # an operation we do not know that changes the map size: be safe, whole image
-        return _union(geometries)
-
-
-def unit_geometry(model: LoadedModel) -> dict[str, Geometry | None]:
-    """{layer name: Geometry, or None where each unit sees the whole image}; worked out once per model."""
-
-    def build() -> dict[str, Geometry | None]:
-        graph = derived(model)
-        walker = _GeometryPass(graph)
-        blank = torch.zeros(1, model.channels, model.input_size, model.input_size, device=model.device)
-        with sharing.forward(), torch.inference_mode():
-            walker.run(blank)
-        output = next(n for n in graph.graph.nodes if n.op == "output")
-        return {name: walker.geometry.get(node) for name, node in output.args[0].items()}
-
-    return model.cached("unit_geometry", build)
+# ---------------------------------------------------------------- where a unit looks (app.networks.fields)
 
 
 def receptive_box(model: LoadedModel, layer: str, y: int, x: int) -> Box:
     """The input pixels unit (y, x) of `layer` can see, possibly reaching outside the image."""
-    geometry = unit_geometry(model)[layer]
+    geometry = model.layer(layer).geometry
     if geometry is None:
         return 0, 0, model.input_size, model.input_size
     return geometry.box(y, x)
@@ -260,7 +137,7 @@ def unit_projections(
     real units of the later layers instead of padding). Checked against the full pass in
     the tests, on both models, for units in the middle and at the borders.
     """
-    g = unit_geometry(model)[layer]
+    g = model.layer(layer).geometry
     if positions is None or g is None or not _croppable(model, layer):
         return attribution.guided_units(model, x, layer, channel, positions)
     _, h, w = model.layer(layer).out_shape
@@ -443,12 +320,6 @@ def _maxima_graph(model: LoadedModel, layers: Sequence[str]) -> fx.GraphModule:
     return model.cached(("unit_maxima", tuple(layers)), lambda: derived(model, edit=edit))
 
 
-def _as_batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterable[torch.Tensor]:
-    if isinstance(images, torch.Tensor):
-        return (images[i : i + batch_size] for i in range(0, len(images), batch_size))
-    return images
-
-
 def top_units_table(
     model: LoadedModel,
     images: torch.Tensor | Iterable[torch.Tensor],
@@ -475,12 +346,12 @@ def top_units_table(
     graph = _maxima_graph(model, layers)
     if isinstance(images, torch.Tensor):
         total = len(images)
-    step = batch_size or (_SMALL_BATCH if model.input_size <= 64 else 16)
+        images = model_inputs(model, images, batch_size or _SMALL_BATCH)
     top_v = {name: None for name in layers}
     top_i, top_p = dict(top_v), dict(top_v)
     maxima: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     n = 0
-    for x in _as_batches(images, step):
+    for x in images:
         with sharing.forward(), torch.inference_mode(), torch.autocast(model.device.type, enabled=False):
             out = graph(x.to(model.device, torch.float32, memory_format=torch.channels_last))
         index = np.arange(n, n + len(x), dtype=np.int32)
@@ -663,7 +534,7 @@ def best_patches(
 
 def describe_box(model: LoadedModel, layer: str) -> str:
     """A unit's field in words, e.g. "a 14×14 patch, neighbouring units 2 px apart"."""
-    g = unit_geometry(model)[layer]
+    g = model.layer(layer).geometry
     if g is None:
         return "the whole image"
     return f"a {g.size[0]}×{g.size[1]} patch (neighbouring units {g.stride[0]} px apart)"

@@ -40,7 +40,6 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import fx, nn
 
+from app.base.paths import ASSETS
 from app.networks.activations import derived
 from app.networks.loaded import LoadedModel
 from app.serving import sharing
@@ -565,7 +565,7 @@ def style_unavailable(model: LoadedModel) -> str | None:
     return None
 
 
-STYLE_DIR = Path(__file__).resolve().parent.parent / "assets" / "style"
+STYLE_DIR = ASSETS / "style"
 
 
 def wave_pattern(size: int = 256) -> Image.Image:

@@ -16,7 +16,7 @@ import io
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from PIL import Image
 from sklearn.decomposition import PCA
 
 from app.networks.activations import truncated
+from app.networks.batches import Images, model_inputs
 from app.networks.datasets import load_fashion_mnist
 from app.networks.loaded import LoadedModel
 from app.serving import precision as prec
@@ -34,7 +35,6 @@ from app.serving import sharing
 from app.serving.progress import Progress
 from app.serving.store import store_dir, store_key, write_atomic
 
-Images = torch.Tensor | Sequence[Image.Image]
 METRICS = ("l1", "l2", "cosine")
 DEFAULT_PERPLEXITY = 30.0
 PERPLEXITIES = (5, 10, 20, 30, 50)  # the Feature space page's choices
@@ -43,7 +43,6 @@ PERPLEXITIES = (5, 10, 20, 30, 50)  # the Feature space page's choices
 # on a loaded 2-core CPU; with OMP_WAIT_POLICY=PASSIVE two threads were merely no faster).
 N_JOBS = 1
 FFT_FROM = 10_000  # points from which FFT gradients beat Barnes-Hut (openTSNE's "auto" rule)
-_BIG_INPUT_BATCH = 16  # VGG-sized inputs: bounds activation memory (about 0.4 GB for 16 at 224x224)
 _STORE_VERSION = 3  # bump when the stored format or the computation changes
 
 _transform_lock = threading.Lock()
@@ -61,30 +60,6 @@ def _last_fc(model: LoadedModel) -> int:
 def penultimate_layer(model: LoadedModel) -> str:
     """Name of the layer whose output feeds the final fully connected layer (e.g. dropout7 in VGG-16)."""
     return model.layers[_last_fc(model) - 1].name
-
-
-def model_inputs(model: LoadedModel, images: Images, batch_size: int) -> Iterator[torch.Tensor]:
-    """Normalised model inputs [B, C, H, W] in order, batch by batch (the one way data sets enter a model).
-
-    Accepts raw grey images (uint8 [N, H, W], the Fashion-MNIST tensors), already
-    normalised inputs (float [N, C, H, W]) or PIL images (run through model.preprocess).
-    """
-    step = batch_size if model.input_size <= 64 else min(batch_size, _BIG_INPUT_BATCH)
-    if isinstance(images, torch.Tensor):
-        size = (model.input_size, model.input_size)
-        if images.dtype == torch.uint8:
-            if images.ndim != 3 or tuple(images.shape[1:]) != size or model.channels != 1:
-                raise ValueError(f"uint8 images must be [N, {size[0]}, {size[1]}] grey images for {model.name}")
-            for i in range(0, len(images), step):
-                yield model.normalise(images[i : i + step].unsqueeze(1))
-        else:
-            if images.ndim != 4 or tuple(images.shape[1:]) != (model.channels, *size):
-                raise ValueError(f"inputs must be [N, {model.channels}, {size[0]}, {size[1]}] for {model.name}")
-            for i in range(0, len(images), step):
-                yield images[i : i + step].float()
-    else:
-        for i in range(0, len(images), step):
-            yield torch.cat([model.preprocess(img) for img in images[i : i + step]])
 
 
 def features(
@@ -150,11 +125,10 @@ def collection_vectors(
     """(features, predicted classes, pixels) of uploaded images: the one computation behind a collection.
 
     A query image compared with a collection goes through this too (after
-    images.collection_image), so it is prepared, batched and rounded exactly as the
-    collection's members: the same image gives the same vector, at distance 0 from its
-    copy. Each image's vector depends only on that image, not on its batch: measured
-    bitwise equal for batches of 1 and 5 (bf16 autocast, oneDNN, VGG-16 and the Fashion CNN),
-    and tests/test_embedding.py checks it on every run.
+    images.collection_image), so it is prepared and computed as the collection's members
+    are. Its vector equals its copy's only to rounding: oneDNN picks kernels by batch size
+    and thread count (a copy in a batch of 5 and the query alone were 8.5e-07 apart on a
+    busy machine), so a copy is recognised by its content (images.Collection.find).
     """
     feats = features(model, images, progress=progress)
     size = PIXEL_SIDE if model.input_size > PIXEL_SIDE else None

@@ -60,6 +60,19 @@ def image_key(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def pixel_key(img: Image.Image) -> str:
+    """SHA-256 of a decoded picture (mode, size and pixels): equal for the same picture in other bytes.
+
+    Two files of one picture (PNG at another compression level, say) decode to the same
+    pixels, so they are the same image to every analysis. Their feature vectors, though,
+    are only equal to rounding when computed in different batches (oneDNN picks kernels by
+    batch size and thread count), so "same image" is decided here, never by a distance of 0.
+    """
+    h = hashlib.sha256(f"{img.mode}:{img.width}x{img.height}:".encode())
+    h.update(img.tobytes())
+    return h.hexdigest()
+
+
 def load_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode `data` into an upright RGB image, or raise `ImageError` with a message for the user.
 
@@ -233,6 +246,7 @@ class NamedImage:
     name: str
     image: Image.Image
     key: str  # sha256 of the file's bytes
+    pixels: str  # pixel_key of the image as the collection holds it
 
 
 @dataclass(frozen=True)
@@ -256,14 +270,24 @@ class Collection:
     def images(self) -> list[Image.Image]:
         return [item.image for item in self.items]
 
-    def find(self, key: str) -> int | None:
-        """Index of the first image whose bytes hash to `key` (see image_key), or None.
+    def find(self, data: bytes) -> int | None:
+        """Index of the first member that is the same image as `data`, or None.
 
-        The feature-space page uses it to take the user's own image from the collection's
-        computation when it is part of it (no second pass); any other image is prepared
-        with collection_image and embedding.collection_vectors, as the collection's are.
+        The same file (its bytes' hash), or the same picture in other bytes (the hash of
+        its pixels once prepared by collection_image, as members are). The feature-space
+        page then takes the user's image from the collection's own computation: its own
+        row, at distance 0 from itself. Any other image is prepared with collection_image
+        and embedding.collection_vectors, as the collection's are.
         """
-        return next((i for i, item in enumerate(self.items) if item.key == key), None)
+        key = image_key(data)
+        same_file = next((i for i, item in enumerate(self.items) if item.key == key), None)
+        if same_file is not None:
+            return same_file
+        try:
+            pixels = pixel_key(collection_image(data))
+        except ImageError:
+            return None
+        return next((i for i, item in enumerate(self.items) if item.pixels == pixels), None)
 
     @property
     def key(self) -> str:
@@ -315,7 +339,7 @@ def load_collection(
         except ImageError as exc:
             skipped.append(Skipped(clean, str(exc)))
             continue
-        loaded.append(NamedImage(clean, img, image_key(data)))
+        loaded.append(NamedImage(clean, img, image_key(data), pixel_key(img)))
 
     if len(loaded) < 2:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])

@@ -10,12 +10,12 @@ classifier) so a teacher can point at the diagram in the lesson and find the sam
 layer here. A network with branches keeps its own module paths, which already say
 where a layer sits block by block (`stage3.block2.depthwise_conv`, `layer4.1.add`).
 
-Receptive fields are propagated through the graph: a convolution or pooling layer
-grows the field by (kernel - 1) x the current stride and shifts its start by its
-padding; where branches meet (a residual addition), the field is the union of the
-branches' fields, i.e. the largest one when they are centred alike. Global pooling,
-flatten and fully connected layers see the whole image. Square kernels, strides and
-paddings are assumed (true for every network we ship or load); the vertical axis is used.
+Receptive fields come from app.networks.fields, which walks the same graph on a blank
+input (so the table needs the input's shape): a convolution or pooling layer grows the
+field by (kernel - 1) x the current stride and shifts its start by its padding; where
+branches meet (a residual addition) the field is the union of the branches' fields.
+Global pooling, flatten and fully connected layers see the whole image. The table shows
+the vertical axis; `LayerInfo.geometry` has both.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torchvision
 from torch import fx, nn
 from torchvision.models.feature_extraction import NodePathTracer
 
-from app.base.numeric import pair
+from app.networks.fields import Geometry, node_fields
 from app.serving import sharing
 
 # One trace at a time, and none while a forward pass runs (app.serving.sharing): torch.fx patches
@@ -69,10 +69,8 @@ class LayerInfo:
     kind: str  # conv, bn, relu, pool, avgpool, flatten, dropout, fc, pad, add, concat
     type: str  # the torch class name (or function name)
     params: int  # counted at the first use of a module only, so the column sums to the network's total
-    rf: int | None  # receptive field side in input pixels; None = whole image
-    rf_stride: int | None  # input pixels between neighbouring outputs; None after flattening
-    out_shape: tuple[int, ...] = ()  # filled in from a real forward pass
-    rf_start: int | None = None  # input coordinate where output 0's field starts (< 0 = in the padding)
+    geometry: Geometry | None  # where its units look in the input; None = the whole image
+    out_shape: tuple[int, ...] = ()  # per sample, from the blank pass that worked out the fields
     node: str = ""  # the graph node's name (torchvision's feature-extraction naming); "" = same as path
 
     @property
@@ -82,6 +80,21 @@ class LayerInfo:
     @property
     def graph_node(self) -> str:
         return self.node or self.path
+
+    @property
+    def rf(self) -> int | None:
+        """Receptive field side in input pixels (rows); None = whole image."""
+        return self.geometry.size[0] if self.geometry else None
+
+    @property
+    def rf_stride(self) -> int | None:
+        """Input pixels between neighbouring outputs (rows); None after global pooling or flattening."""
+        return self.geometry.stride[0] if self.geometry else None
+
+    @property
+    def rf_start(self) -> int | None:
+        """Input row where output 0's field starts (< 0 = in the padding)."""
+        return self.geometry.start[0] if self.geometry else None
 
     def rf_box(self, index: int, input_size: int) -> tuple[int, int]:
         """[first, last] input pixel (inclusive, clipped) seen by output `index` along an axis."""
@@ -124,48 +137,6 @@ def trace(module: nn.Module) -> tuple[fx.Graph, dict[fx.Node, str]]:
     return graph, {node: name for node, name in zip(graph.nodes, names, strict=True) if name is not None}
 
 
-@dataclass(frozen=True)
-class _Field:
-    rf: int
-    jump: int
-    start: int
-
-
-def _grow(field: _Field | None, kernel: int, stride: int, padding: int) -> _Field | None:
-    if field is None:
-        return None
-    return _Field(field.rf + (kernel - 1) * field.jump, field.jump * stride, field.start - padding * field.jump)
-
-
-def _module_field(m: nn.Module, field: _Field | None) -> _Field | None:
-    if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
-        k = pair(m.kernel_size)[0]
-        dilation = pair(getattr(m, "dilation", 1))[0]
-        k_eff = dilation * (k - 1) + 1
-        stride = pair(m.stride)[0] if m.stride is not None else k
-        padding = m.padding
-        if isinstance(padding, str):  # "same" (stride 1 only) or "valid"
-            padding = (k_eff - 1) // 2 if padding == "same" else 0
-        return _grow(field, k_eff, stride, pair(padding)[0])
-    if isinstance(m, nn.ZeroPad2d | nn.ConstantPad2d):
-        pad = m.padding  # (left, right, top, bottom)
-        return _grow(field, 1, 1, pad[2] if isinstance(pad, tuple) else pad)
-    if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
-        return None if pair(m.output_size)[0] == 1 else field
-    if isinstance(m, nn.Flatten | nn.Linear):
-        return None
-    return field
-
-
-def _merge(fields: list[_Field | None]) -> _Field | None:
-    """Where branches meet: the union of their fields (any whole-image branch makes it whole-image)."""
-    if not fields or any(f is None for f in fields):
-        return None
-    start = min(f.start for f in fields)
-    end = max(f.start + f.rf for f in fields)
-    return _Field(end - start, max(f.jump for f in fields), start)
-
-
 def _is_chain(graph: fx.Graph) -> bool:
     prev = None
     for node in graph.nodes:
@@ -178,48 +149,29 @@ def _is_chain(graph: fx.Graph) -> bool:
     return True
 
 
-def layer_table(module: nn.Module) -> list[LayerInfo]:
-    """Names, kinds, params and receptive fields, in execution order; shapes come from `with_shapes`."""
+def layer_table(module: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+    """Names, kinds, params, receptive fields and output shapes, in execution order.
+
+    input_shape: one input without the batch dimension, e.g. (3, 224, 224); the fields and
+    shapes come from one pass of a blank input through the graph (app.networks.fields).
+    """
     graph, qualnames = trace(module)
-    fields: dict[fx.Node, _Field | None] = {}
+    fields, shapes = node_fields(module, graph, input_shape)
     rows: list[LayerInfo] = []
     counted: set[str] = set()
     for node in graph.nodes:
-        ins = [fields.get(n) for n in node.all_input_nodes]
-        if node.op == "placeholder":
-            fields[node] = _Field(1, 1, 0)
-            continue
-        if node.op == "output":
-            break
-        kind = None
         if node.op == "call_module":
             m = module.get_submodule(node.target)
-            fields[node] = _module_field(m, ins[0] if ins else None)
             kind, type_name = _KINDS.get(type(m), type(m).__name__.lower()), type(m).__name__
             params = 0 if node.target in counted else sum(p.numel() for p in m.parameters())
             counted.add(node.target)
             path = node.target
         elif node.op == "call_function" and node.target in _FUNCTION_KINDS:
             kind, type_name, params, path = _FUNCTION_KINDS[node.target], node.target.__name__, 0, qualnames[node]
-            fields[node] = None if kind == "flatten" else _merge(ins)
-        else:  # other functions and methods (F.relu, x.view, x * y): the union of their inputs' fields
-            fields[node] = _merge(ins)
-        if kind is None:
+        else:  # the input, the output, and functions or methods without a row (F.relu, x.view)
             continue
-        f = fields[node]
-        rows.append(
-            LayerInfo(
-                qualnames[node],
-                path,
-                kind,
-                type_name,
-                params,
-                f.rf if f else None,
-                f.jump if f else None,
-                rf_start=f.start if f else None,
-                node=qualnames[node],
-            )
-        )
+        name, shape = qualnames[node], shapes.get(node, ())[1:]
+        rows.append(LayerInfo(name, path, kind, type_name, params, fields.get(node), shape, node=name))
     return _paper_names(rows) if _is_chain(graph) else rows
 
 
@@ -259,11 +211,6 @@ def _dedupe(rows: list[LayerInfo]) -> list[LayerInfo]:
         seen[row.name] = n + 1
         out.append(row if n == 0 else LayerInfo(**{**row.__dict__, "name": f"{row.name}_{chr(97 + n)}"}))
     return out
-
-
-def with_shapes(rows: list[LayerInfo], shapes: dict[str, tuple[int, ...]]) -> list[LayerInfo]:
-    """Attach per-sample output shapes (batch dimension dropped)."""
-    return [LayerInfo(**{**r.__dict__, "out_shape": tuple(shapes[r.name])}) for r in rows]
 
 
 def rf_for_size(row: LayerInfo, input_size: int) -> int:

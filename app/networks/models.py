@@ -23,8 +23,7 @@ from torch import nn
 
 from app.base.errors import LensError, WeightsUnavailableError
 from app.base.paths import REPO
-from app.networks.activations import activations
-from app.networks.layers import layer_table, with_shapes
+from app.networks.layers import layer_table
 from app.networks.loaded import LoadedModel
 from app.serving import precision
 from models import efficientnet_lite
@@ -231,10 +230,7 @@ def wrap(
         device,
         precision=BULK_PRECISION.get(name, "auto"),
     )
-    model.layers = layer_table(net)
-    blank = torch.zeros(1, model.channels, model.input_size, model.input_size)
-    shapes = {k: tuple(v.shape[1:]) for k, v in activations(model, blank).items()}
-    model.layers = with_shapes(model.layers, shapes)
+    model.layers = layer_table(net, (model.channels, model.input_size, model.input_size))
     return model
 
 
