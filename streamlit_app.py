@@ -31,6 +31,7 @@ st.set_page_config(page_title="CNN Lens", page_icon=":material/biotech:", layout
 
 PAGES = [
     st.Page("pages/prediction.py", title="Prediction & architecture", icon=":material/target:", default=True),
+    st.Page("pages/overview.py", title="Network overview", icon=":material/account_tree:"),
     st.Page("pages/activations.py", title="Activations", icon=":material/grid_view:"),
     st.Page("pages/filters.py", title="Filters", icon=":material/filter_alt:"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/highlight:"),

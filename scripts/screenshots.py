@@ -22,6 +22,7 @@ FULL_HEIGHT = "document.querySelector('[data-testid=stMainBlockContainer]')?.scr
 
 TITLES = {
     "prediction": "Prediction & architecture",
+    "overview": "Network overview",
     "activations": "Activations",
     "filters": "Filters",
     "attribution": "Attribution",

@@ -1,0 +1,75 @@
+"""The network overview diagram: the input, then each stage's most active feature maps, clickable."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.analyses.overview import Overview, Stage
+from app.pictures.figures import colorize, resize_nearest, scaled_picture
+
+TILE = 56  # screen pixels per thumbnail side in the figure's image data (nearest-neighbour upscaled)
+HIGHLIGHT = "#ff7f0e"
+
+
+def tile(values: np.ndarray) -> np.ndarray:
+    """One feature map as a TILE x TILE RGB picture, stretched to its own range (Viridis)."""
+    return colorize(resize_nearest(np.asarray(values, dtype=np.float32), (TILE, TILE)), "Viridis")
+
+
+def stage_title(stage: Stage) -> str:
+    c, h, w = stage.shape
+    parts = [f"<b>{stage.layer}</b>", f"{c} ch · {h}×{w}"]
+    if stage.additions:
+        parts.append(f"{len(stage.blocks)} blocks, {stage.additions} +")
+    elif stage.blocks:
+        parts.append(f"{len(stage.blocks)} blocks")
+    return "<br>".join(parts)
+
+
+def network_figure(ov: Overview, picture: np.ndarray, selected: tuple[str, int] | None = None) -> go.Figure:
+    """Input on the left, one column per stage with its most active channels top to bottom.
+
+    Each thumbnail carries (layer, channel) as customdata on an almost invisible marker, so a
+    click selects it (Streamlit's on_select); the selected one gets an orange frame."""
+    rows = max(len(s.channels) for s in ov.stages)
+    cols = len(ov.stages) + 1
+    grid_titles = [
+        ("<b>input</b>" if c == 0 else stage_title(ov.stages[c - 1])) if r == 0 else ""
+        for r in range(rows)
+        for c in range(cols)
+    ]
+    fig = make_subplots(rows, cols, subplot_titles=grid_titles, horizontal_spacing=0.02, vertical_spacing=0.03)
+    fig.add_trace(go.Image(z=scaled_picture(picture, TILE), hoverinfo="skip"), 1, 1)
+    for c, stage in enumerate(ov.stages, start=2):
+        for r, (channel, strength) in enumerate(zip(stage.channels, stage.strengths, strict=True), start=1):
+            fig.add_trace(go.Image(z=tile(stage.maps[r - 1]), hoverinfo="skip"), r, c)
+            fig.add_trace(
+                go.Scatter(
+                    x=[TILE / 2],
+                    y=[TILE / 2],
+                    mode="markers+text",
+                    marker=dict(size=TILE, opacity=0.01, symbol="square"),
+                    text=[f"{channel}"],
+                    textposition="bottom center",
+                    textfont=dict(color="white", size=11),
+                    customdata=[[stage.layer, channel]],
+                    hovertemplate=f"{stage.layer}, channel {channel}<br>mean {strength:.3g}"
+                    "<br>click: follow it<extra></extra>",
+                    showlegend=False,
+                ),
+                r,
+                c,
+            )
+            if selected == (stage.layer, channel):
+                fig.add_shape(
+                    type="rect", x0=-1, y0=-1, x1=TILE, y1=TILE, line=dict(color=HIGHLIGHT, width=4), row=r, col=c
+                )
+    fig.update_xaxes(visible=False, range=[-2, TILE + 1])
+    fig.update_yaxes(visible=False, range=[TILE + 1, -2])
+    fig.update_annotations(font_size=11)
+    fig.update_layout(
+        height=120 + 96 * rows, margin=dict(l=4, r=4, t=70, b=4), clickmode="event+select", dragmode=False
+    )
+    return fig

@@ -1,0 +1,38 @@
+"""AppTest of the Network overview page: the diagram for every shipped model, follow a channel, open it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.apptest import open_page, plotly_charts
+
+PAGE = "pages/overview.py"
+
+
+@pytest.mark.parametrize("name", ["fashion_cnn", "efficientnet_lite0"])
+def test_the_overview_draws_every_stage_and_follows_a_channel(name: str) -> None:
+    at = open_page(name, PAGE)
+    assert [t.value for t in at.title] == ["Network overview"]
+    diagram = plotly_charts(at)[0].proto.spec
+    stages = at.selectbox(key=f"ov_layer_{name}").options
+    assert len(stages) >= 2 and all(stage in diagram for stage in stages)  # every stage's column is titled
+    assert any("is fed most by these channels of" in m.value for m in at.markdown)  # the last stage, by default
+
+    at.selectbox(key=f"ov_layer_{name}").set_value(stages[1]).run()
+    at.number_input(key=f"ov_channel_{name}_{stages[1]}").set_value(2).run()
+    assert not at.exception, [e.value for e in at.exception]
+    fed = next(m.value for m in at.markdown if "is fed most by" in m.value)
+    assert f"{stages[1]}, channel 2" in fed and f"of **{stages[0]}**" in fed
+
+    at.button[0].click().run()  # open it on the Activations page, that layer and channel chosen
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == ["Activations"]
+    assert at.selectbox(key=f"act_layer_{name}").value == stages[1]
+    assert at.number_input(key=f"act_channel_{name}_{stages[1]}").value == 2
+
+
+def test_the_first_stage_is_fed_by_pixels() -> None:
+    at = open_page("fashion_cnn", PAGE)
+    first = at.selectbox(key="ov_layer_fashion_cnn").options[0]
+    at.selectbox(key="ov_layer_fashion_cnn").set_value(first).run()
+    assert any("fed by the image's pixels" in c.value for c in at.caption)
