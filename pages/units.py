@@ -85,7 +85,7 @@ def _pair(model, patch: np.ndarray, projection: np.ndarray) -> np.ndarray:
     return figures.side_by_side(pictures)
 
 
-def _photo_sources(model, examples: list[D.Example]) -> None:
+def _photo_sources(examples: list[D.Example]) -> None:
     """Which of the bundled photos the nine come from, and how many crops of each: a chart of labels would
     only count file names, 20 crops to a photo."""
     photos = _photos()
@@ -180,7 +180,8 @@ clamped = layer in D.clamped_layers(model)
 ranked_by = table.ranked_by(layer, channel, len(examples))
 for start in range(0, len(examples), 3):
     for col, (rank, ex) in zip(st.columns(3), enumerate(examples[start : start + 3], start + 1), strict=False):
-        value = f"{ex.value:.3g}" + (f" ({ranked_by[rank - 1]:.3g})" if clamped else "")
+        before = ranked_by[rank - 1]
+        value = f"{ex.value:.3g}" + (f" ({before:.3g})" if clamped and before != ex.value else "")
         col.image(
             _pair(model, ex.patch, ex.projection),
             caption=f"#{rank} · {value} · {names[ex.image] if names else ''} · image {ex.image}",
@@ -192,9 +193,9 @@ st.caption(
     "of the pixel would most increase this one unit. Numbers: the unit's activation, the image's "
     f"{label_kind} and its number in the data set."
     + (
-        f" {row.type} stops every value at its ceiling, so many images reach exactly the same top value: they "
-        "are ranked by the value before the clamp (in brackets), and the projection lets the gradient through "
-        "wherever the unit is on, saturated or not."
+        f" {row.type} stops every value at its ceiling, so many images can reach exactly the same top value: "
+        "images are ranked by the value before the clamp (in brackets where it was cut), and the projection "
+        "lets the gradient through wherever the unit is on, saturated or not."
         if clamped
         else ""
     )
@@ -217,10 +218,14 @@ share = table.share_below(layer, channel, hit.score)
 c1, c2 = st.columns([1, 1])
 c1.markdown(
     f"Your image excites this unit with **{hit.value:.3g}**"
-    + (f" ({hit.score:.3g} before the clamp)" if clamped else "")
+    + (f" ({hit.score:.3g} before the clamp)" if clamped and hit.score != hit.value else "")
     + (f" at row {y}, column {x} of its {row.out_shape[1]}×{row.out_shape[2]} map" if row.spatial else "")
     + f": stronger than **{share:.0%}** of the {table.n_images:,} images searched"
-    + (f" (the 9th best of them reached {ranked_by[-1]:.3g})." if len(examples) == 9 else ".")
+    + (
+        f" (the 9th best of them reached {ranked_by[-1]:.3g}{' before the clamp' if clamped else ''})."
+        if len(examples) == 9
+        else "."
+    )
 )
 box = D.receptive_box(model, layer, y, x)
 mine = sel.analysis(D.unit_projection, layer=layer, channel=channel, y=y, x_pos=x)
@@ -231,7 +236,7 @@ c2.plotly_chart(
 )
 
 if data_key == "photos":
-    _photo_sources(model, examples)
+    _photo_sources(examples)
 elif names and label_kind != "file":  # file names are all different: nothing to count
     _label_chart(table, layer, channel, names, label_kind)
 

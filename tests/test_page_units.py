@@ -148,15 +148,19 @@ def test_efficientnet_opens_on_a_layer_that_fits_shows_photos_and_warns_at_the_b
     assert not at.exception, [e.value for e in at.exception]
     layer = at.selectbox(key="units_layer_efficientnet_lite0").value
     assert layer == "stage4.block2.expand_relu"  # its 83 px field fits twice in the 224 px image
-    grid = [c for c in _captions(at) if c.startswith("#")]
-    assert len(grid) == 9
-    assert all("(" in c.split(" · ")[1] for c in grid)  # a ReLU6: the value before the clamp, in brackets
-    assert any("before the clamp" in c.value for c in at.caption)
+    assert len([c for c in _captions(at) if c.startswith("#")]) == 9
+    assert any("before the clamp" in c.value for c in at.caption)  # a ReLU6 layer
     # the bundled photos: which photos the nine come from, no chart of file names
     assert len([h for h in at.subheader if h.value.startswith("Which photos the 9 come from")]) == 1
     sources = [c for c in _captions(at) if " of 9" in c]
     assert sum(int(c.split(" · ")[1].split(" of ")[0]) for c in sources) == 9
     assert not at.get("vega_lite_chart")
+    # an early ReLU6 unit that many photos drive past its ceiling: at 6, ranked by the value before the clamp
+    at.selectbox(key="units_layer_efficientnet_lite0").set_value("stage2.block1.expand_relu").run()
+    values = [c.split(" · ")[1] for c in _captions(at) if c.startswith("#")]
+    cut = [float(v.split("(")[1].rstrip(")")) for v in values if "(" in v]
+    assert cut and all(v.startswith("6 (") for v in values if "(" in v) and min(cut) > 6
+    assert cut == sorted(cut, reverse=True) and values[: len(cut)] == [v for v in values if "(" in v]
     # the last map sees 851 px: every field reaches past the image, and the page says so
     at.selectbox(key="units_layer_efficientnet_lite0").set_value("head.relu").run()
     assert not at.exception, [e.value for e in at.exception]
