@@ -86,6 +86,43 @@ def _pair(model, patch: np.ndarray, projection: np.ndarray) -> np.ndarray:
     return figures.side_by_side(pictures)
 
 
+def _photo_sources(examples: list[D.Example]) -> None:
+    """Which of the bundled photos the nine come from, and how many crops of each: a chart of labels would
+    only count file names, 20 crops to a photo."""
+    photos = _photos()
+    counts = D.count_labels([photos[ex.image].name.split("/")[0] for ex in examples])
+    st.subheader(f"Which photos the {len(examples)} come from")
+    whole = {p.name.split("/")[0]: p.image for p in reversed(photos)}  # each photo's first variant: all of it
+    for col, (stem, count) in zip(st.columns(max(len(counts), 5)), counts.items(), strict=False):
+        col.image(whole[stem], caption=f"{stem} · {count} of {len(examples)}", width="stretch")
+    st.caption(
+        f"The bundled set is {len(photos)} crops (whole, zoomed in, mirrored) of {len(whole)} photos, so one "
+        "photo can fill several places. A unit whose best crops come from one "
+        "photo may be answering to something only that photo has; crops from many photos point to a more "
+        "general feature."
+    )
+
+
+def _label_chart(table: D.TopTable, layer: str, channel: int, names: list[str], label_kind: str) -> None:
+    """The labels of the unit's best images, where the data set has enough images of each label for it to show
+    a preference (D.label_chart_top)."""
+    top = D.label_chart_top(names, table.k)
+    if top is None:
+        st.caption(
+            f"No {label_kind} chart: it needs at least two {label_kind}s and "
+            f"{2 * D.MIN_LABEL_TOP} images of each, so that one {label_kind} could fill all the places counted."
+        )
+        return
+    counts = D.label_counts(table, layer, channel, names, top)
+    st.subheader(f"Which {label_kind}s its {top} best images have")
+    st.bar_chart({"images": counts}, horizontal=True)
+    st.caption(
+        f"Counted: the {top} best of {len(names):,} images, at most half of the smallest {label_kind}'s share, "
+        f"so a unit that cares about one {label_kind} can fill every place with it. A unit whose best images "
+        "share one label has learned something specific to that category."
+    )
+
+
 sel = common.page(
     "What units look for",
     "A unit is one channel of one layer. To see what it has learned to detect, search a data set for the "
@@ -107,9 +144,8 @@ link = st.session_state.pop(common.UNIT_LINK, None)
 layer_key = f"units_layer_{sel.model_key}"
 if link and link[0] == sel.model_key and link[1] in layers:
     st.session_state[layer_key] = link[1]
-if st.session_state.get(layer_key) not in layers:  # first visit: the last rectified map, a high-level layer
-    spatial_relus = [n for n in layers if model.layer(n).kind == "relu" and model.layer(n).spatial]
-    st.session_state[layer_key] = (spatial_relus or layers)[-1]
+if st.session_state.get(layer_key) not in layers:  # first visit: a deep map whose units see part of the image
+    st.session_state[layer_key] = D.default_layer(model, layers)
 left, right = st.columns([2, 1])
 layer = left.selectbox("Layer", layers, key=layer_key)
 row = model.layer(layer)
@@ -141,11 +177,15 @@ examples = cache.unit_result(
 if not examples:
     st.info("No images to show.")
     st.stop()
+clamped = layer in D.clamped_layers(model)
+ranked_by = table.ranked_by(layer, channel, len(examples))
 for start in range(0, len(examples), 3):
     for col, (rank, ex) in zip(st.columns(3), enumerate(examples[start : start + 3], start + 1), strict=False):
+        before = ranked_by[rank - 1]
+        value = f"{ex.value:.3g}" + (f" ({before:.3g})" if clamped and before != ex.value else "")
         col.image(
             _pair(model, ex.patch, ex.projection),
-            caption=f"#{rank} · {ex.value:.3g} · {names[ex.image] if names else ''} · image {ex.image}",
+            caption=f"#{rank} · {value} · {names[ex.image] if names else ''} · image {ex.image}",
             width="stretch",
         )
 st.caption(
@@ -153,7 +193,16 @@ st.caption(
     "which is what the network's zero padding shows it). Right: the projection, bright where a small change "
     "of the pixel would most increase this one unit. Numbers: the unit's activation, the image's "
     f"{label_kind} and its number in the data set."
+    + (
+        f" {row.type} stops every value at its ceiling, so many images can reach exactly the same top value: "
+        "images are ranked by the value before the clamp (in brackets where it was cut), and the projection "
+        "lets the gradient through wherever the unit is on, saturated or not."
+        if clamped
+        else ""
+    )
 )
+if (note := D.border_note(model, layer, examples)) is not None:
+    st.warning(note, icon=":material/border_outer:")
 with st.expander("Where in its image? Pick one of the nine"):
     which = st.radio("Image", range(1, len(examples) + 1), horizontal=True, key="units_which")
     ex = examples[which - 1]
@@ -164,14 +213,20 @@ with st.expander("Where in its image? Pick one of the nine"):
     )
 
 st.subheader("Your image")
-value, y, x = sel.analysis(D.unit_on_image, layer=layer, channel=channel)
-share = table.share_below(layer, channel, value)
+hit = sel.analysis(D.unit_on_image, layer=layer, channel=channel)
+y, x = hit.y, hit.x
+share = table.share_below(layer, channel, hit.score)
 c1, c2 = st.columns([1, 1])
 c1.markdown(
-    f"Your image excites this unit with **{value:.3g}**"
+    f"Your image excites this unit with **{hit.value:.3g}**"
+    + (f" ({hit.score:.3g} before the clamp)" if clamped and hit.score != hit.value else "")
     + (f" at row {y}, column {x} of its {row.out_shape[1]}×{row.out_shape[2]} map" if row.spatial else "")
     + f": stronger than **{share:.0%}** of the {table.n_images:,} images searched"
-    + (f" (the 9th best of them reached {examples[-1].value:.3g})." if len(examples) == 9 else ".")
+    + (
+        f" (the 9th best of them reached {ranked_by[-1]:.3g}{' before the clamp' if clamped else ''})."
+        if len(examples) == 9
+        else "."
+    )
 )
 box = D.receptive_box(model, layer, y, x)
 mine = sel.analysis(D.unit_projection, layer=layer, channel=channel, y=y, x_pos=x)
@@ -181,12 +236,10 @@ c2.plotly_chart(
     width="stretch",
 )
 
-if names and label_kind != "file":  # file names are all different: nothing to count
-    top = min(D.LABEL_TOP, table.k)
-    counts = D.label_counts(table, layer, channel, names, top)
-    st.subheader(f"Which {label_kind}s its {top} best images have")
-    st.bar_chart({"images": counts}, horizontal=True)
-    st.caption("A unit whose best images share one label has learned something specific to that category.")
+if data_key == "photos":
+    _photo_sources(examples)
+elif names and label_kind != "file":  # file names are all different: nothing to count
+    _label_chart(table, layer, channel, names, label_kind)
 
 st.subheader(f"Layer overview: every channel's best patch in {layer}")
 pages = list(range(0, channels, OVERVIEW))

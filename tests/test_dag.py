@@ -195,8 +195,9 @@ def test_guided_relu6_rule_by_hand():
     out = attr.guided_relu6(x)
     torch.testing.assert_close(out, nn.functional.relu6(x))
     (grad,) = torch.autograd.grad(out, [x], torch.tensor([1.0, 1.0, -1.0, 1.0]))
-    # dead (x < 0), passes, blocked (negative gradient), saturated (x > 6: ReLU6 is flat there)
-    assert grad.tolist() == [0.0, 1.0, 0.0, 0.0]
+    # dead (x < 0), passes, blocked (negative gradient), saturated (x > 6): active, so it passes too,
+    # although ReLU6 is flat there (the guided rule asks whether the unit is on, not its derivative)
+    assert grad.tolist() == [0.0, 1.0, 0.0, 1.0]
 
 
 def _relu6_net() -> LoadedModel:
@@ -215,12 +216,13 @@ def _relu6_net() -> LoadedModel:
 
 def test_guided_backprop_through_relu6_by_hand():
     """x = 2: pre-activations 2.5 (linear), -2 (dead), 7 (saturated), 1 (linear, but its weight -3 is negative).
-    Plain gradient: 2*1 + (-3)*0.5 = 0.5. Guided: only channel 0 passes: 2*1 = 2 (the ReLU rule would
-    wrongly add the saturated channel: 2 + 3.5)."""
+    Plain gradient: 2*1 + (-3)*0.5 = 0.5 (the saturated channel is flat). Guided: channels 0 and 2 are on
+    and their incoming gradients positive: 2*1 + 1*3.5 = 5.5 (the strict rule, blocking saturated units,
+    would give 2)."""
     model = _relu6_net()
     x = torch.full((1, 1, 1, 1), 2.0)
     assert attr.saliency(model, x, 0).item() == pytest.approx(0.5)
-    assert attr.guided_backprop(model, x, target=0).item() == pytest.approx(2.0)
+    assert attr.guided_backprop(model, x, target=0).item() == pytest.approx(5.5)
 
 
 def test_efficientnet_guided_graph_has_no_plain_relu6_left(lite):

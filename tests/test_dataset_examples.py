@@ -5,6 +5,7 @@ guided backprop on a truncated network, and the trained network's own class unit
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -386,3 +387,138 @@ def test_threads_sharing_the_model_get_the_sequential_results(fashion: LoadedMod
         else:
             np.testing.assert_array_equal(result, projection)
     assert sum(len(m._forward_hooks) + len(m._backward_hooks) for m in fashion.module.modules()) == hooks_before
+
+
+# ---- ReLU6: ranking before the clamp, projections through saturated units ---------------------
+
+
+def _clamp_net(clamp: nn.Module) -> LoadedModel:
+    """One 4x4 grey channel in, a 1x1 conv (weight 1, bias 0: the pixels themselves) through `clamp`, one score.
+    Its layers are named by the layer table: conv1_1, relu1_1 (the clamp), flatten, fc1."""
+    net = nn.Sequential(
+        OrderedDict(conv=nn.Conv2d(1, 1, 1), clamp=clamp, flat=nn.Flatten(), fc=nn.Linear(16, 1, bias=False))
+    )
+    with torch.no_grad():
+        net.conv.weight.fill_(1.0)
+        net.conv.bias.zero_()
+        net.fc.weight.fill_(1.0)
+    model = LoadedModel(
+        "relu1_1", "relu1_1", net.eval(), ("score",), 4, (0.0,), (1.0,), "hand-set", True, torch.device("cpu")
+    )
+    model.layers = layer_table(net, (1, 4, 4))
+    return model
+
+
+@pytest.mark.parametrize("clamp", [nn.ReLU6(), nn.ReLU6(inplace=True)], ids=["relu6", "in-place"])
+@pytest.mark.parametrize("layers", [["conv1_1", "relu1_1"], ["relu1_1"]], ids=["input-in-table", "input-not-in-table"])
+def test_a_clamped_layer_ranks_images_by_the_value_before_the_clamp(clamp: nn.Module, layers: list[str]) -> None:
+    """Images 1 and 2 both reach 6, the ceiling, but image 2 is driven harder (9 against 7): it ranks first,
+    at the place of its 9 (its 6.5 comes first in raster order). Image 0 stays under the ceiling (5)."""
+    model = _clamp_net(clamp)
+    x = torch.zeros(3, 1, 4, 4)
+    x[0, 0, 1, 1] = 5.0
+    x[1, 0, 3, 0] = 7.0
+    x[2, 0, 0, 0], x[2, 0, 2, 3] = 6.5, 9.0
+    assert D.clamped_layers(model) == {"relu1_1"}
+    table = D.top_units_table(model, x, k=3, layers=layers)
+    assert table.top("relu1_1", 0) == [(6.0, 2, 2, 3), (6.0, 1, 3, 0), (5.0, 0, 1, 1)]
+    assert table.ranked_by("relu1_1", 0) == [9.0, 7.0, 5.0]
+    assert table.share_below("relu1_1", 0, 8.0) == pytest.approx(0.75, abs=0.01)  # in scores: between 7 and 9
+    hit = D.unit_on_image(model, x[2], "relu1_1", 0)
+    assert hit == (6.0, 2, 3, 9.0)
+    again = D.TopTable.from_bytes(table.to_bytes())
+    assert again.ranked_by("relu1_1", 0) == [9.0, 7.0, 5.0] and again.scores.keys() == {"relu1_1"}
+    if "conv1_1" in layers:  # an unclamped layer ranks by its own value
+        assert table.top("conv1_1", 0) == [(9.0, 2, 2, 3), (7.0, 1, 3, 0), (5.0, 0, 1, 1)]
+        assert table.ranked_by("conv1_1", 0) == [9.0, 7.0, 5.0]
+
+
+def test_projection_of_a_saturated_relu6_unit_shows_its_pattern() -> None:
+    """A 3x3 conv through ReLU6, its unit driven to 10 (saturated at 6): the projection is the conv's kernel
+    wherever the input drives it positively, as captum's guided backprop gives it for the same net with a
+    plain ReLU (one rectifier, so the same units are on). ReLU6's own derivative would give all zeros."""
+    kernel = torch.tensor([[1.0, -1.0, 0.5], [2.0, 1.0, -0.5], [0.0, 1.5, 1.0]])
+    net = nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 1, 3, padding=1), clamp=nn.ReLU6()))
+    with torch.no_grad():
+        net.conv.weight.copy_(kernel.view(1, 1, 3, 3))
+        net.conv.bias.fill_(8.0)
+    model = LoadedModel("sat", "sat", net.eval(), ("u",), 6, (0.0,), (1.0,), "hand-set", True, torch.device("cpu"))
+    model.layers = layer_table(net, (1, 6, 6))
+    x = torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert float(net(x)[0, 0, 2, 3]) == 6.0  # saturated
+    got = D.unit_projection(model, x, "relu1_1", 0, 2, 3)
+    plain = nn.Sequential(copy.deepcopy(net.conv), nn.ReLU())
+    expected = GuidedBackprop(_Unit(plain, 0, 2, 3)).attribute(x.clone(), target=0)[0].detach().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(got[0, 1:4, 2:5], kernel.numpy())
+
+
+@pytest.mark.slow
+def test_efficientnet_relu6_units_rank_by_their_input_and_project_through_saturation(lite: LoadedModel) -> None:
+    """On the shipped EfficientNet-Lite0 the nine best images of a ReLU6 unit are the nine with the largest
+    input to the clamp (its batch norm's output, brute force), many of them at 6, none with a flat projection."""
+    layer, source = "stage2.block1.expand_relu", "stage2.block1.expand_bn"
+    x = D.photo_inputs(lite, [p.image for p in D.bundled_photos()[::8]])
+    table = D.top_units_table(lite, x, k=9, layers=[layer])
+    before = activations(lite, x)[source].flatten(2).amax(2).numpy()  # [N, C]
+    saturated = 0
+    for channel in (0, 5, 17):
+        order = np.lexsort((np.arange(len(x)), -before[:, channel]))[:9]
+        assert [e[1] for e in table.top(layer, channel)] == order.tolist(), channel
+        np.testing.assert_allclose(table.ranked_by(layer, channel), before[order, channel], rtol=1e-4)
+        saturated += sum(e[0] == 6.0 for e in table.top(layer, channel))
+        examples = D.unit_examples(lite, table, lambda idx: x[idx], layer, channel)
+        assert all(np.abs(e.projection).max() > 0 for e in examples), channel
+    assert saturated >= 9  # the case of the issue: at the ceiling, the clamped values alone cannot rank
+
+
+# ---- what the page opens on and what it says --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["fashion", pytest.param("vgg", marks=pytest.mark.slow), pytest.param("lite", marks=pytest.mark.slow)]
+)
+def test_default_layer_is_the_deepest_rectified_map_whose_field_fits_in_half_the_image(
+    request: pytest.FixtureRequest, name: str
+) -> None:
+    model = request.getfixturevalue(name)
+    layers = D.unit_layers(model)
+    chosen = D.default_layer(model, layers)
+    half = model.input_size / 2
+    row = model.layer(chosen)
+    assert row.kind == "relu" and row.spatial and row.rf <= half
+    later = layers[layers.index(chosen) + 1 :]
+    assert all(model.layer(n).rf is None or model.layer(n).rf > half for n in later if model.layer(n).kind == "relu")
+    expected = {"fashion": "relu2_2", "vgg": "relu4_3", "lite": "stage4.block2.expand_relu"}[name]
+    assert chosen == expected
+
+
+def _example(model: LoadedModel, layer: str, y: int, x: int) -> D.Example:
+    box = D.receptive_box(model, layer, y, x)
+    blank = np.zeros((1, box[2] - box[0], box[3] - box[1]), np.float32)
+    return D.Example(1.0, 0, y, x, box, blank, blank)
+
+
+def test_border_note_when_most_best_fields_reach_into_the_padding(fashion: LoadedModel) -> None:
+    layer = "conv2_1"  # 10x10 fields, 2 px apart on the 28 px image: units at the map's edge overhang it
+    inside = [_example(fashion, layer, 7, 7)] * 4
+    assert not D.reaches_padding(fashion, inside[0].box)
+    assert D.reaches_padding(fashion, _example(fashion, layer, 0, 7).box)
+    assert D.reaches_padding(fashion, _example(fashion, layer, 7, 13).box)
+    edge = [_example(fashion, layer, 0, 7), _example(fashion, layer, 7, 13), _example(fashion, layer, 13, 0)]
+    assert D.border_note(fashion, layer, inside + edge[:2] * 2 + edge[2:]).startswith("5 of these 9")
+    assert D.border_note(fashion, layer, inside * 2 + edge[:1]) is None  # 1 of 9
+    assert D.border_note(fashion, layer, inside + edge[:2] * 2) is None  # 4 of 8: not most
+    assert D.border_note(fashion, "fc3", [_example(fashion, "fc3", 0, 0)] * 9) is None  # sees the whole image
+
+
+def test_label_chart_counts_well_below_each_labels_share() -> None:
+    fashion_labels = [str(i % 10) for i in range(10_000)]
+    assert D.label_chart_top(fashion_labels, k=100) == 100
+    assert D.label_chart_top(fashion_labels, k=40) == 40  # never more than the table holds
+    assert D.label_chart_top(fashion_labels[:120], k=100) is None  # 12 a label: a bar could never pass 12
+    assert D.label_chart_top(["cats"] * 30 + ["dogs"] * 80, k=100) == 15  # half the smaller folder
+    assert D.label_chart_top(["cats"] * 19 + ["dogs"] * 80, k=100) is None
+    assert D.label_chart_top(["cats"] * 300, k=100) is None  # one label: nothing to compare
+    assert D.count_labels(["b", "a", "b", "c", "a", "b"]) == {"b": 3, "a": 2, "c": 1}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,54 @@ def test_vgg_bundled_photos_and_an_uploaded_collection(small_sets):
     assert not at.exception, [e.value for e in at.exception]
     grid = [c for c in _captions(at) if c.startswith("#")]
     assert len(grid) == 6 and {c.split(" · ")[2] for c in grid} == {"cats", "dogs"}
+
+
+def test_fashion_label_chart_only_where_each_label_can_fill_it(monkeypatch, tmp_path):
+    """120 test images (about 12 a label): no chart, since no bar could pass 12. 400 (about 40 a label):
+    a chart of the best half of the smallest label's share (16 here: 32 pullovers)."""
+    images, labels = load_fashion_mnist("test")
+    monkeypatch.setenv("CNN_LENS_CACHE", str(tmp_path))
+    smallest = min(Counter(labels[:400].tolist()).values())
+    assert 20 <= smallest < 40
+    for n, top in ((120, None), (400, smallest // 2)):
+        monkeypatch.setattr(D, "load_fashion_mnist", lambda split, n=n: (images[:n], labels[:n]))
+        monkeypatch.setattr("app.networks.datasets.load_fashion_mnist", lambda split, n=n: (images[:n], labels[:n]))
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        at = _app("fashion_cnn").run()
+        assert not at.exception, [e.value for e in at.exception]
+        charts = [h.value for h in at.subheader if h.value.startswith("Which true labels")]
+        if top is None:
+            assert not charts and not at.get("vega_lite_chart")
+            assert any("No true label chart" in c.value for c in at.caption)
+        else:
+            assert charts == [f"Which true labels its {top} best images have"]
+            spec = at.get("vega_lite_chart")
+            assert len(spec) == 1
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.mark.slow
+def test_efficientnet_opens_on_a_layer_that_fits_shows_photos_and_warns_at_the_border(small_sets):
+    at = _app("efficientnet_lite0").run()
+    assert not at.exception, [e.value for e in at.exception]
+    layer = at.selectbox(key="units_layer_efficientnet_lite0").value
+    assert layer == "stage4.block2.expand_relu"  # its 83 px field fits twice in the 224 px image
+    assert len([c for c in _captions(at) if c.startswith("#")]) == 9
+    assert any("before the clamp" in c.value for c in at.caption)  # a ReLU6 layer
+    # the bundled photos: which photos the nine come from, no chart of file names
+    assert len([h for h in at.subheader if h.value.startswith("Which photos the 9 come from")]) == 1
+    sources = [c for c in _captions(at) if " of 9" in c]
+    assert sum(int(c.split(" · ")[1].split(" of ")[0]) for c in sources) == 9
+    assert not at.get("vega_lite_chart")
+    # an early ReLU6 unit that many photos drive past its ceiling: at 6, ranked by the value before the clamp
+    at.selectbox(key="units_layer_efficientnet_lite0").set_value("stage2.block1.expand_relu").run()
+    values = [c.split(" · ")[1] for c in _captions(at) if c.startswith("#")]
+    cut = [float(v.split("(")[1].rstrip(")")) for v in values if "(" in v]
+    assert cut and all(v.startswith("6 (") for v in values if "(" in v) and min(cut) > 6
+    assert cut == sorted(cut, reverse=True) and values[: len(cut)] == [v for v in values if "(" in v]
+    # the last map sees 851 px: every field reaches past the image, and the page says so
+    at.selectbox(key="units_layer_efficientnet_lite0").set_value("head.relu").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("reach past the image's edge" in w.value for w in at.warning)

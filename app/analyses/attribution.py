@@ -63,8 +63,16 @@ def guided_relu(x: torch.Tensor) -> torch.Tensor:
 
 
 class _GuidedReLU6(torch.autograd.Function):
-    """ReLU6 forward (clamp to 0..6); backward passes gradient only where the unit was in its
-    linear range (0 < x < 6, ReLU6's own derivative) AND the incoming gradient is positive."""
+    """ReLU6 forward (clamp to 0..6); backward is the guided rule of a ReLU: positive gradient
+    passes wherever the unit is active (input > 0), saturated at 6 or not.
+
+    ReLU6's own derivative is 0 above 6, so the strict rule (pass only where 0 < x < 6)
+    blanks every saturated unit, and with it the projection of exactly the units that
+    fire hardest: the best patches of an EfficientNet-Lite unit all sit at the ceiling,
+    and their projections came out flat grey. Guided backpropagation is a picture of
+    which input pattern drives a unit, not an exact gradient; Springenberg et al.'s rule
+    asks only whether the unit was on, and a saturated unit is as on as it gets.
+    """
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
@@ -75,11 +83,12 @@ class _GuidedReLU6(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         (out,) = ctx.saved_tensors
-        return grad.clamp(min=0) * ((out > 0) & (out < 6))
+        return grad.clamp(min=0) * (out > 0)
 
 
 def guided_relu6(x: torch.Tensor) -> torch.Tensor:
-    """ReLU6 with the guided backward rule (MobileNet/EfficientNet-Lite activations)."""
+    """ReLU6 with the guided backward rule of a ReLU (MobileNet/EfficientNet-Lite activations):
+    saturated units pass gradient too (see `_GuidedReLU6`)."""
     return _GuidedReLU6.apply(x)
 
 

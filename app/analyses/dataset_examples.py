@@ -25,18 +25,21 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import fx, nn
 
 from app.analyses import attribution
 from app.base.paths import ASSETS
-from app.networks.activations import derived
+from app.networks.activations import derived, graph_copy
 from app.networks.batches import model_inputs
 from app.networks.datasets import load_fashion_mnist
 from app.networks.fields import Box, Geometry
@@ -49,8 +52,9 @@ Entry = tuple[float, int, int, int]  # (value, image index, y, x)
 
 PHOTOS = ASSETS / "photos"
 QUANTILES = 101  # stored per unit for ranking a new image: every percentile of the data set's maxima
-LABEL_TOP = 100  # how many of a unit's best images the label statistics count
-_STORE_VERSION = 1  # bump when the stored table's format or its computation changes
+LABEL_TOP = 100  # how many of a unit's best images the label statistics count, at most
+MIN_LABEL_TOP = 10  # fewer counted images than this make a label chart say nothing
+_STORE_VERSION = 2  # bump when the stored table's format or its computation changes
 # Batch for 28x28 inputs: the whole 10k table took 6.2-8.1 s in batches of 128 against
 # 11.9-17.1 s in 256 and 14.4 s in 64 (same loaded 2-core machine, alternating runs):
 # 128 images' feature maps (13 MB per layer) still fit the CPU's cache.
@@ -180,8 +184,10 @@ class TopTable:
 
     values float32 (-inf in unused slots when the data set has fewer than k images),
     images int32 (-1 unused), ys/xs int16 (the unit's strongest position in that image;
-    0 for fully connected layers). quantiles [QUANTILES, channels]: the data set's
-    per-image maxima at every percentile, to rank a new image.
+    0 for fully connected layers). scores float32, only for layers that clamp from above
+    (ReLU6, hardtanh): the value before the clamp, which is what the images are ranked
+    by there (see `top_units_table`). quantiles [QUANTILES, channels]: the data set's
+    per-image ranking values at every percentile, to rank a new image.
     """
 
     k: int
@@ -191,6 +197,7 @@ class TopTable:
     ys: dict[str, np.ndarray]
     xs: dict[str, np.ndarray]
     quantiles: dict[str, np.ndarray]
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def layers(self) -> list[str]:
@@ -221,6 +228,16 @@ class TopTable:
             )
         ]
 
+    def ranked_by(self, layer: str, channel: int, k: int | None = None) -> list[float]:
+        """The values the unit's best images were ranked by, best first: before the clamp for a
+        ReLU6 or hardtanh layer, else the activations themselves (as in `top`)."""
+        layer = self._check(layer)
+        if layer not in self.scores:
+            return [e[0] for e in self.top(layer, channel, k)]
+        n = min(k or self.k, self.k)
+        used = self.images[layer][channel, :n] >= 0
+        return [float(v) for v in self.scores[layer][channel, :n][used]]
+
     def best(self, layer: str) -> list[Entry | None]:
         """Each channel's best (value, image, y, x): the layer overview."""
         layer = self._check(layer)
@@ -229,7 +246,8 @@ class TopTable:
         ]
 
     def share_below(self, layer: str, channel: int, value: float) -> float:
-        """Share (0..1) of the data set's images whose best activation of this unit is below `value`."""
+        """Share (0..1) of the data set's images whose best activation of this unit is below `value`
+        (for a ReLU6 or hardtanh layer: the value before the clamp, `UnitHit.score`)."""
         q = self.quantiles[self._check(layer)][:, channel].astype(np.float64)
         if value < q[0]:
             return 0.0
@@ -240,9 +258,9 @@ class TopTable:
     def to_bytes(self) -> bytes:
         """An .npz file (no pickled objects, so a stored table can be read safely)."""
         arrays = {"meta": np.array([self.k, self.n_images], dtype=np.int64)}
-        for field in ("values", "images", "ys", "xs", "quantiles"):
-            for layer, array in getattr(self, field).items():
-                arrays[f"{field}/{layer}"] = array
+        for name in _FIELDS:
+            for layer, array in getattr(self, name).items():
+                arrays[f"{name}/{layer}"] = array
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         return buf.getvalue()
@@ -251,14 +269,17 @@ class TopTable:
     def from_bytes(cls, data: bytes | Path) -> TopTable:
         source = io.BytesIO(data) if isinstance(data, bytes) else data
         with np.load(source, allow_pickle=False) as npz:
-            fields: dict[str, dict[str, np.ndarray]] = {f: {} for f in ("values", "images", "ys", "xs", "quantiles")}
+            fields: dict[str, dict[str, np.ndarray]] = {f: {} for f in _FIELDS}
             for key in npz.files:
                 if key != "meta":
-                    field, layer = key.split("/", 1)
-                    fields[field][layer] = npz[key]
+                    name, layer = key.split("/", 1)
+                    fields[name][layer] = npz[key]
             k, n = (int(v) for v in npz["meta"])
         order = list(fields["values"])  # savez keeps insertion order: the network's layer order
-        return cls(k, n, **{f: {layer: fields[f][layer] for layer in order} for f in fields})
+        return cls(k, n, **{f: {layer: fields[f][layer] for layer in order if layer in fields[f]} for f in fields})
+
+
+_FIELDS = ("values", "images", "ys", "xs", "quantiles", "scores")
 
 
 def _unit_maxima(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,12 +303,26 @@ def _unit_maxima(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values, y * w + x
 
 
-def _relu_of_maxima(maxima: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _relu_of_maxima(maxima: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """A ReLU's maxima from its input's, without touching the map: ReLU keeps the order of positive
     values, so the largest output is the rectified largest input at the same (first) position;
     when no input is positive every output is 0 and the first position is 0."""
-    values, positions = maxima
+    values, positions = maxima[0], maxima[1]
     return values.clamp(min=0), torch.where(values > 0, positions, torch.zeros_like(positions))
+
+
+def _clamp_of_maxima(
+    maxima: tuple[torch.Tensor, ...], low: float, high: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A ReLU6's (or hardtanh's) maxima from its input's: (clamped max, position, max before the clamp).
+
+    A clamp keeps the order of its input, so the largest output is the clamped largest
+    input. Its position is the input's (first) largest: where the unit is driven hardest,
+    which among the many places saturated at the ceiling is the one that matters. The
+    value before the clamp is what the images are ranked by (`top_units_table`).
+    """
+    values, positions = maxima[0], maxima[1]
+    return values.clamp(low, high), positions, values
 
 
 def _is_relu(model: LoadedModel, node: fx.Node) -> bool:
@@ -296,11 +331,39 @@ def _is_relu(model: LoadedModel, node: fx.Node) -> bool:
     return node.op == "call_function" and node.target in (torch.relu, torch.nn.functional.relu)
 
 
+def _upper_clamp(model: LoadedModel, node: fx.Node) -> tuple[float, float] | None:
+    """(low, high) of a node that clamps from above (nn.ReLU6, any nn.Hardtanh, F.relu6, F.hardtanh), else None."""
+    if node.op == "call_module":
+        module = model.module.get_submodule(node.target)
+        return (float(module.min_val), float(module.max_val)) if isinstance(module, nn.Hardtanh) else None
+    if node.op == "call_function" and node.target is F.relu6:
+        return 0.0, 6.0
+    if node.op == "call_function" and node.target is F.hardtanh:
+        args = dict(zip(("input", "min_val", "max_val"), node.args, strict=False)) | dict(node.kwargs)
+        return float(args.get("min_val", -1.0)), float(args.get("max_val", 1.0))
+    return None
+
+
+def clamped_layers(model: LoadedModel) -> frozenset[str]:
+    """Layers that clamp from above (ReLU6, hardtanh): their images are ranked by the value before the clamp."""
+
+    def build() -> frozenset[str]:
+        graph = graph_copy(model)
+        outputs = next(n for n in graph.nodes if n.op == "output").args[0]
+        return frozenset(name for name, node in outputs.items() if _upper_clamp(model, node) is not None)
+
+    return model.cached("clamped_layers", build)
+
+
 def _maxima_graph(model: LoadedModel, layers: Sequence[str]) -> fx.GraphModule:
-    """The model's graph returning {layer: (max [N, C], position [N, C])}; built once per model and layer set.
+    """The model's graph returning {layer: (max [N, C], position [N, C])}, and for a layer that
+    clamps from above also the max before the clamp: (max, position, max before); built once
+    per model and layer set.
 
     A ReLU whose input is also reported takes its maxima from its input's (a third of the
-    reductions in VGG-16: each one reads a whole feature map)."""
+    reductions in VGG-16: each one reads a whole feature map). A ReLU6 or hardtanh always
+    does: its input's maxima are reduced before the clamp runs (an in-place clamp would
+    overwrite them), unless its input is reported and reduced already."""
 
     def edit(graph: fx.Graph) -> None:
         output = next(n for n in graph.nodes if n.op == "output")
@@ -309,7 +372,17 @@ def _maxima_graph(model: LoadedModel, layers: Sequence[str]) -> fx.GraphModule:
         by_node = {outputs[name]: name for name in layers}
         for name in layers:
             node = outputs[name]
-            source = by_node.get(node.args[0]) if node.args and isinstance(node.args[0], fx.Node) else None
+            before = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+            source = by_node.get(before)
+            if (bounds := _upper_clamp(model, node)) is not None and before is not None:
+                if source in reduced:
+                    maxima = reduced[source]
+                else:
+                    with graph.inserting_before(node):
+                        maxima = graph.call_function(_unit_maxima, (before,))
+                with graph.inserting_after(node):
+                    reduced[name] = graph.call_function(_clamp_of_maxima, (maxima, *bounds))
+                continue
             with graph.inserting_after(node):  # right after the layer: its map can be freed early
                 if _is_relu(model, node) and source in reduced:
                     reduced[name] = graph.call_function(_relu_of_maxima, (reduced[source],))
@@ -336,7 +409,11 @@ def top_units_table(
     numbered in the order they arrive). For each unit of a spatial layer each image
     counts once, with its largest activation over positions (the first in raster order
     on ties); for fully connected layers the unit's value. Ties between images go to
-    the lower index. layers: default `unit_layers(model)`. total: the number of images,
+    the lower index. A layer that clamps from above (ReLU6, hardtanh: `clamped_layers`)
+    ranks by the value before the clamp, at that value's position: a trained
+    EfficientNet-Lite has many images at exactly 6 for a unit, and ranking by the
+    clamped value alone would order them by index, not by how hard they drive it.
+    layers: default `unit_layers(model)`. total: the number of images,
     for progress, when `images` is an iterable. Runs in fp32, so a stored value can be
     recomputed exactly; batches run beside other sessions' passes (app.serving.sharing).
     """
@@ -348,7 +425,7 @@ def top_units_table(
         total = len(images)
         images = model_inputs(model, images, batch_size or _SMALL_BATCH)
     top_v = {name: None for name in layers}
-    top_i, top_p = dict(top_v), dict(top_v)
+    top_i, top_p, top_s = dict(top_v), dict(top_v), dict(top_v)
     maxima: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     n = 0
     for x in images:
@@ -356,25 +433,29 @@ def top_units_table(
             out = graph(x.to(model.device, torch.float32, memory_format=torch.channels_last))
         index = np.arange(n, n + len(x), dtype=np.int32)
         for name in layers:
-            values, positions = out[name]
+            values, positions, *before = out[name]
             values, positions = values.float().cpu().numpy().T, positions.cpu().numpy().T  # [C, batch]
-            maxima[name].append(values)
+            scores = before[0].float().cpu().numpy().T if before else values  # what the images are ranked by
+            maxima[name].append(scores)
             if top_v[name] is None:
-                cand_v, cand_i, cand_p = values, np.broadcast_to(index, values.shape), positions
+                cand_v, cand_i, cand_p, cand_s = values, np.broadcast_to(index, values.shape), positions, scores
             else:  # earlier images first: a stable sort then breaks ties by image index
                 cand_v = np.concatenate([top_v[name], values], axis=1)
                 cand_i = np.concatenate([top_i[name], np.broadcast_to(index, values.shape)], axis=1)
                 cand_p = np.concatenate([top_p[name], positions], axis=1)
-            order = np.argsort(-cand_v, axis=1, kind="stable")[:, :k]
+                cand_s = np.concatenate([top_s[name], scores], axis=1)
+            order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
             top_v[name] = np.take_along_axis(cand_v, order, 1)
             top_i[name] = np.take_along_axis(cand_i, order, 1)
             top_p[name] = np.take_along_axis(cand_p, order, 1)
+            top_s[name] = np.take_along_axis(cand_s, order, 1)
         n += len(x)
         if progress is not None:
             progress(n, max(total or 0, n))
     if n == 0:
         raise ValueError("no images given")
     table = TopTable(k, n, {}, {}, {}, {}, {})
+    clamped = clamped_layers(model)
     for name in layers:
         width = model.layer(name).out_shape[-1] if model.layer(name).spatial else 1
         pad = k - top_v[name].shape[1]  # fewer images than k
@@ -382,6 +463,8 @@ def top_units_table(
         table.images[name] = np.pad(top_i[name].astype(np.int32), ((0, 0), (0, pad)), constant_values=-1)
         table.ys[name] = np.pad((top_p[name] // width).astype(np.int16), ((0, 0), (0, pad)))
         table.xs[name] = np.pad((top_p[name] % width).astype(np.int16), ((0, 0), (0, pad)))
+        if name in clamped:
+            table.scores[name] = np.pad(top_s[name].astype(np.float32), ((0, 0), (0, pad)), constant_values=-np.inf)
         every = np.sort(np.concatenate(maxima[name], axis=1), axis=1)  # [channels, N]
         rows = np.round(np.linspace(0, n - 1, QUANTILES)).astype(int)
         table.quantiles[name] = np.ascontiguousarray(every[:, rows].T.astype(np.float32))
@@ -532,6 +615,49 @@ def best_patches(
     return [None if e is None else unit_patch(model, next(x), layer, e[2], e[3])[0] for e in best]
 
 
+def default_layer(model: LoadedModel, layers: Sequence[str]) -> str:
+    """The layer the page opens on: the deepest rectified (ReLU or ReLU6) map whose units'
+    receptive field is at most half the input's side; else the deepest map that fits; else
+    the first layer.
+
+    Deeper units detect larger, more meaningful things, but once a unit's field outgrows
+    the picture every "patch" is the whole image shrunk into padding, its box covers
+    everything and its best positions are chosen by where the field overhangs the border
+    (EfficientNet-Lite0's last map sees 851 px of a 224 px input). A field of at most half
+    the side still shows a part of the picture, and leaves room for positions inside it.
+    """
+    fits = [
+        name
+        for name in layers
+        if model.layer(name).spatial and (rf := model.layer(name).rf) is not None and rf <= model.input_size / 2
+    ]
+    rectified = [name for name in fits if model.layer(name).kind == "relu"]
+    return (rectified or fits)[-1] if fits else layers[0]
+
+
+def reaches_padding(model: LoadedModel, box: Box) -> bool:
+    """Whether a receptive field reaches beyond the image, into the zero padding around it."""
+    top, left, bottom, right = box
+    return top < 0 or left < 0 or bottom > model.input_size or right > model.input_size
+
+
+def border_note(model: LoadedModel, layer: str, examples: Sequence[Example]) -> str | None:
+    """A warning when most of the best positions' fields reach into the padding, else None.
+
+    Zero padding is a strong, image-independent signal at the border: a unit can fire
+    there because of the edge of the picture, not because of anything in it.
+    """
+    if unit_geometry(model)[layer] is None:
+        return None  # units that see the whole image: there is no position to speak of
+    at_border = sum(reaches_padding(model, ex.box) for ex in examples)
+    if not examples or at_border * 2 <= len(examples):
+        return None
+    return (
+        f"{at_border} of these {len(examples)} patches reach past the image's edge (grey): this unit may be "
+        "answering to the border itself (the network's zero padding), not to something in the pictures."
+    )
+
+
 def describe_box(model: LoadedModel, layer: str) -> str:
     """A unit's field in words, e.g. "a 14×14 patch, neighbouring units 2 px apart"."""
     g = model.layer(layer).geometry
@@ -546,20 +672,56 @@ def to_rgb(model: LoadedModel, values: np.ndarray) -> np.ndarray:
     return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
 
 
-def unit_on_image(model: LoadedModel, x: torch.Tensor, layer: str, channel: int) -> tuple[float, int, int]:
-    """(value, y, x): how strongly one pre-processed image excites the unit, and where (first max in raster order)."""
-    output = attribution.layer_output(model, x if x.dim() == 4 else x.unsqueeze(0), layer)[0, channel]
-    if output.dim() == 0:
-        return float(output), 0, 0
-    flat = int(output.flatten().argmax())
-    return float(output.flatten()[flat]), flat // output.shape[-1], flat % output.shape[-1]
+class UnitHit(NamedTuple):
+    """How strongly one image excites a unit, and where: as a data-set image counts in the table."""
+
+    value: float  # the unit's largest activation over positions
+    y: int
+    x: int
+    score: float  # what images are ranked by: the value before the clamp for a ReLU6 or hardtanh, else `value`
+
+
+def unit_on_image(model: LoadedModel, x: torch.Tensor, layer: str, channel: int) -> UnitHit:
+    """The unit's strongest position in one pre-processed image, found as `top_units_table` finds it."""
+    graph = _maxima_graph(model, [layer])
+    x = x if x.dim() == 4 else x.unsqueeze(0)
+    with sharing.forward(), torch.inference_mode(), torch.autocast(model.device.type, enabled=False):
+        values, positions, *before = graph(x[:1].to(model.device, torch.float32, memory_format=torch.channels_last))[
+            layer
+        ]
+    if not 0 <= channel < values.shape[1]:
+        raise ValueError(f"{layer} has {values.shape[1]} channels; got channel {channel}")
+    width = model.layer(layer).out_shape[-1] if model.layer(layer).spatial else 1
+    flat = int(positions[0, channel])
+    score = float((before[0] if before else values)[0, channel])
+    return UnitHit(float(values[0, channel]), flat // width, flat % width, score)
+
+
+def label_chart_top(labels: Sequence[str], k: int) -> int | None:
+    """How many of a unit's best images a label chart should count, or None where it would teach nothing.
+
+    The chart asks whether a unit prefers one label, which it can only show if one label
+    could fill every counted place: so it counts at most half the images of the smallest
+    label (and at most the table's k and LABEL_TOP). It needs two labels or more and at
+    least MIN_LABEL_TOP counted images: Fashion-MNIST's test set (1,000 per label) counts
+    100; a collection with 30 images in its smallest folder counts 15; the bundled photos
+    (20 crops of each photo) would count 10 crops per unit and only tell photos apart, so
+    the page shows them differently.
+    """
+    sizes = Counter(labels)
+    if len(sizes) < 2:
+        return None
+    top = min(LABEL_TOP, k, min(sizes.values()) // 2)
+    return top if top >= MIN_LABEL_TOP else None
+
+
+def count_labels(labels: Iterable[str]) -> dict[str, int]:
+    """{label: how often it occurs}, most frequent first (then alphabetical)."""
+    return dict(sorted(Counter(labels).items(), key=lambda item: (-item[1], item[0])))
 
 
 def label_counts(
     table: TopTable, layer: str, channel: int, labels: Sequence[str], top: int = LABEL_TOP
 ) -> dict[str, int]:
     """How many of the unit's `top` best images carry each label, most frequent first."""
-    counts: dict[str, int] = {}
-    for _, index, _, _ in table.top(layer, channel, top):
-        counts[labels[index]] = counts.get(labels[index], 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return count_labels(labels[index] for _, index, _, _ in table.top(layer, channel, top))
