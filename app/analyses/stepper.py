@@ -36,10 +36,11 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation
 def size_formula(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> str:
     """The output-size formula with the numbers put in, worked through to the answer (LaTeX)."""
     top = n + 2 * padding - dilation * (kernel - 1) - 1
-    return (
-        rf"\left\lfloor \frac{{H + 2p - d(k-1) - 1}}{{s}} \right\rfloor + 1"
-        rf" = \left\lfloor \frac{{{n} + 2\cdot{padding} - {dilation}\cdot({kernel}-1) - 1}}{{{stride}}} \right\rfloor + 1"
-        rf" = \left\lfloor \frac{{{top}}}{{{stride}}} \right\rfloor + 1 = {output_size(n, kernel, stride, padding, dilation)}"
+    answer = output_size(n, kernel, stride, padding, dilation)
+    floor = r"\left\lfloor \frac{%s}{%s} \right\rfloor + 1"
+    filled = rf"{n} + 2\cdot{padding} - {dilation}\cdot({kernel}-1) - 1"
+    return " = ".join(
+        [floor % ("H + 2p - d(k-1) - 1", "s"), floor % (filled, stride), floor % (top, stride), str(answer)]
     )
 
 
