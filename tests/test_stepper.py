@@ -103,6 +103,7 @@ def test_max_pool_backward_by_hand_equals_the_playgrounds_autograd() -> None:
     by_autograd = sum(
         g[i, j] * pg.pool_backward(x, "max", 3, 2, (i, j)) for i, j in itertools.product(*map(range, g.shape))
     )
+    np.testing.assert_allclose(S.pool_autograd_gradient(x, 3, 2, g), by_autograd, atol=1e-6)
     np.testing.assert_allclose(S.max_pool_input_gradient(pooling, g), by_autograd, atol=1e-6)
     assert (S.max_pool_input_gradient(pooling, g) != 0).sum() <= g.size  # only winners get anything
 
@@ -110,3 +111,14 @@ def test_max_pool_backward_by_hand_equals_the_playgrounds_autograd() -> None:
 def test_upstream_example_is_small_whole_numbers() -> None:
     g = S.upstream_example((5, 4), seed=2)
     assert g.shape == (5, 4) and set(np.unique(g)) <= {-2.0, -1.0, 0.0, 1.0, 2.0}
+
+
+def test_the_pages_pytorch_answers_are_pytorchs() -> None:
+    rng = np.random.default_rng(5)
+    x, w = rng.normal(size=(7, 7)), rng.normal(size=(3, 3))
+    np.testing.assert_allclose(S.torch_convolution(x, w, 2, 1, 1), S.convolution(x, w, 2, 1, 1).out, atol=1e-12)
+    np.testing.assert_array_equal(S.torch_max_pool(x, 2, 1, 1, 1), S.max_pool(x, 2, 1, 1, 1).out)
+    g = S.upstream_example((4, 4))
+    dx, dw = S.autograd_gradients(x, w, g, 2, 1, 1)
+    np.testing.assert_allclose(dx, S.input_gradient(g, w, x.shape, 2, 1, 1)[1], atol=1e-12)
+    np.testing.assert_allclose(dw, S.kernel_gradient(x, g, 3, 2, 1, 1).out, atol=1e-12)

@@ -4,8 +4,8 @@ The layer playground shows what these layers compute; this module shows how, by
 listing every step a student would do on paper: where the window sits, which
 numbers it multiplies, their sum, and the output cell it fills. The steps are
 computed here by hand with NumPy loops, on purpose not with PyTorch, so that the
-tests can check them against `F.conv2d`, `F.max_pool2d` and autograd as
-independent oracles.
+tests (and the page, with the functions at the end) can check them against
+`F.conv2d`, `F.max_pool2d` and autograd as independent oracles.
 
 All three sweeps (a forward convolution, the gradient with respect to the input and
 the gradient with respect to the kernel) are the same operation: a small grid slid
@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from app.analyses import playground
 from app.base.errors import LensError
 
 
@@ -246,3 +249,39 @@ SMALL_EXAMPLE = np.array(
     ],
     dtype=np.float64,
 )
+
+
+# ---------------------------------------------------------------- PyTorch's answers, shown beside the steps
+
+
+def _tensor(a: np.ndarray, grad: bool = False) -> torch.Tensor:
+    return torch.tensor(np.asarray(a, dtype=np.float64))[None, None].requires_grad_(grad)
+
+
+def torch_convolution(x: np.ndarray, kernel: np.ndarray, stride: int, padding: int, dilation: int) -> np.ndarray:
+    """F.conv2d on the same numbers, so the page can show that the steps add up to what a layer computes."""
+    return F.conv2d(_tensor(x), _tensor(kernel), stride=stride, padding=padding, dilation=dilation)[0, 0].numpy()
+
+
+def torch_max_pool(x: np.ndarray, window: int, stride: int, padding: int, dilation: int) -> np.ndarray:
+    return F.max_pool2d(_tensor(x), window, stride, padding, dilation)[0, 0].numpy()
+
+
+def autograd_gradients(
+    x: np.ndarray, kernel: np.ndarray, upstream: np.ndarray, stride: int, padding: int, dilation: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(dL/dx, dL/dw) by PyTorch's autograd for L = sum(upstream * conv(x, w)): the oracle for the steps."""
+    xt, wt = _tensor(x, True), _tensor(kernel, True)
+    F.conv2d(xt, wt, stride=stride, padding=padding, dilation=dilation).backward(_tensor(upstream))
+    return xt.grad[0, 0].numpy(), wt.grad[0, 0].numpy()
+
+
+def pool_autograd_gradient(x: np.ndarray, window: int, stride: int, upstream: np.ndarray) -> np.ndarray:
+    """dL/dx of max pooling by autograd: the layer playground's per-cell gradient, weighted by upstream and added."""
+    return sum(
+        (
+            upstream[i, j] * playground.pool_backward(x, "max", window, stride, (i, j))
+            for i, j in np.ndindex(*upstream.shape)
+        ),
+        start=np.zeros(np.shape(x)),
+    )
