@@ -34,6 +34,14 @@ def _explain(exc: LensError) -> None:
     st.stop()
 
 
+def _formula(n: int, k: int, stride: int, padding: int, dilation: int) -> None:
+    """The output-size formula, then the same with the numbers in (on two lines, to fit a 1024 px projector)."""
+    general, *rest = S.size_formula(n, k, stride, padding, dilation)
+    st.latex(
+        rf"\begin{{aligned}} H_\text{{out}} = W_\text{{out}} &= {general} \\ &= {' = '.join(rest)} \end{{aligned}}"
+    )
+
+
 # ---------------------------------------------------------------- what to convolve
 c1, c2 = st.columns(2)
 source = c1.radio(
@@ -49,10 +57,11 @@ if source.startswith("a crop"):
         if model.channels == 3
         else 0
     )
-    side = c2.slider("Crop size", 6, 12, 10, key="cs_crop", help="More cells means more steps to watch.")
+    side = c2.slider("Crop size", 6, 12, 8, key="cs_crop", help="More cells means more steps to watch.")
     height, width = x_full.shape[1:]
-    top = c2.slider("Crop top", 0, height - side, (height - side) // 2, key="cs_top")
-    left = c2.slider("Crop left", 0, width - side, (width - side) // 2, key="cs_left")
+    start_top, start_left = S.busiest_crop(x_full[channel], side)
+    top = c2.slider("Crop top", 0, height - side, start_top, key="cs_top", help="Starts where the image varies most.")
+    left = c2.slider("Crop left", 0, width - side, start_left, key="cs_left")
     x = x_full[channel, top : top + side, left : left + side]
     where = f"rows {top}–{top + side - 1}, columns {left}–{left + side - 1} of the {channel_names[channel]} channel"
 else:
@@ -103,7 +112,7 @@ try:
     conv = S.convolution(x, kernel, stride, padding, dilation)
 except LensError as exc:
     _explain(exc)
-st.latex(r"H_\text{out} = " + S.size_formula(x.shape[0], k, stride, padding, dilation))
+_formula(x.shape[0], k, stride, padding, dilation)
 
 tab_conv, tab_pool, tab_back = st.tabs(["Convolution", "ReLU & max pooling", "Backward pass"])
 
@@ -159,7 +168,7 @@ with tab_pool:
         pooling = S.max_pool(activated, window, pool_stride, pool_padding, pool_dilation)
     except LensError as exc:
         _explain(exc)
-    st.latex(r"H_\text{out} = " + S.size_formula(activated.shape[0], window, pool_stride, pool_padding, pool_dilation))
+    _formula(activated.shape[0], window, pool_stride, pool_padding, pool_dilation)
     st.plotly_chart(
         pictures.pool_figure(pooling, ("after ReLU", f"max pool {window}×{window}")), width="stretch", key="cs_pool"
     )

@@ -37,7 +37,7 @@ def test_page_renders_with_the_real_first_filter(model: str) -> None:
     assert [b["label"] for b in conv["layout"]["updatemenus"][0]["buttons"]] == ["▶ 1/s", "▶ 3/s", "▶ 10/s", "❚❚ Pause"]
     fastest = conv["layout"]["updatemenus"][0]["buttons"][2]["args"][1]["frame"]["duration"]
     assert fastest <= 100  # at least 10 frames a second
-    assert any(rf"\right\rfloor + 1 = {side}" in m.value for m in at.get("latex"))
+    assert any(rf"\right\rfloor + 1 = {side} \end{{aligned}}" in m.value for m in at.get("latex"))
     diffs = _differences(at)
     assert len(diffs) == 6 and max(diffs) < 1e-9, diffs
 

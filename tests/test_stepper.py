@@ -46,9 +46,10 @@ def test_convolution_steps_equal_conv2d(n: int, k: int, s: int, p: int, d: int) 
 
 
 def test_size_formula_is_worked_through() -> None:
-    text = S.size_formula(10, 3, 2, 1, 2)
-    assert r"\frac{10 + 2\cdot1 - 2\cdot(3-1) - 1}{2}" in text
-    assert text.endswith(r"\left\lfloor \frac{7}{2} \right\rfloor + 1 = 4")
+    general, filled, worked, answer = S.size_formula(10, 3, 2, 1, 2)
+    assert "H + 2p - d(k-1) - 1" in general
+    assert r"\frac{10 + 2\cdot1 - 2\cdot(3-1) - 1}{2}" in filled
+    assert worked == r"\left\lfloor \frac{7}{2} \right\rfloor + 1" and answer == "4"
 
 
 def test_a_window_wider_than_the_input_is_a_friendly_error() -> None:
@@ -122,3 +123,10 @@ def test_the_pages_pytorch_answers_are_pytorchs() -> None:
     dx, dw = S.autograd_gradients(x, w, g, 2, 1, 1)
     np.testing.assert_allclose(dx, S.input_gradient(g, w, x.shape, 2, 1, 1)[1], atol=1e-12)
     np.testing.assert_allclose(dw, S.kernel_gradient(x, g, 3, 2, 1, 1).out, atol=1e-12)
+
+
+def test_busiest_crop_finds_the_only_edge() -> None:
+    x = np.zeros((20, 30))
+    x[12:, 21:] = 1.0  # one corner of a bright block
+    top, left = S.busiest_crop(x, 8)
+    assert top <= 12 < top + 8 and left <= 21 < left + 8

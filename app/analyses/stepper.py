@@ -36,15 +36,13 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation
     return (n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def size_formula(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> str:
-    """The output-size formula with the numbers put in, worked through to the answer (LaTeX)."""
+def size_formula(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> list[str]:
+    """The output-size formula worked through to the answer: LaTeX pieces, each equal to the next."""
     top = n + 2 * padding - dilation * (kernel - 1) - 1
     answer = output_size(n, kernel, stride, padding, dilation)
     floor = r"\left\lfloor \frac{%s}{%s} \right\rfloor + 1"
     filled = rf"{n} + 2\cdot{padding} - {dilation}\cdot({kernel}-1) - 1"
-    return " = ".join(
-        [floor % ("H + 2p - d(k-1) - 1", "s"), floor % (filled, stride), floor % (top, stride), str(answer)]
-    )
+    return [floor % ("H + 2p - d(k-1) - 1", "s"), floor % (filled, stride), floor % (top, stride), str(answer)]
 
 
 def _check(n: tuple[int, int], kernel: int, stride: int, padding: int, dilation: int) -> None:
@@ -233,6 +231,18 @@ def max_pool_input_gradient(pooling: Pooling, upstream: np.ndarray) -> np.ndarra
 def upstream_example(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     """A made-up dL/dy of small whole numbers (-2..2), so every product can be checked in one's head."""
     return np.random.default_rng(seed).integers(-2, 3, size=shape).astype(np.float64)
+
+
+def busiest_crop(x: np.ndarray, side: int) -> tuple[int, int]:
+    """(top, left) of the side x side window with the most varied values, the best place to start watching.
+
+    A crop from the middle of a picture is often one flat colour (the inside of a
+    T-shirt), where every step computes the same number. Candidates are every
+    window position; the spread is their standard deviation.
+    """
+    spreads = np.lib.stride_tricks.sliding_window_view(_grid(x), (side, side)).std(axis=(-2, -1))
+    top, left = np.unravel_index(int(np.argmax(spreads)), spreads.shape)
+    return int(top), int(left)
 
 
 # A small hand-made picture: a bright square on a dark background, with a soft edge,

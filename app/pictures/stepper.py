@@ -26,9 +26,12 @@ SPEEDS = (1, 3, 10)
 
 
 def _text(values: np.ndarray) -> np.ndarray:
-    """Cell labels with three significant digits; empty for cells not filled in yet (NaN) or padding (-inf)."""
+    """Cell labels, empty for cells not filled in yet (NaN) or padding (-inf).
+
+    Two significant digits: a cell is about 25 px wide on a 1024 px screen; hovering shows more.
+    """
     v = np.asarray(values, dtype=np.float64)
-    return np.vectorize(lambda a: f"{a:.3g}" if np.isfinite(a) else "", otypes=[object])(v)
+    return np.vectorize(lambda a: f"{a + 0.0:.2g}" if np.isfinite(a) else "", otypes=[object])(v)  # no "-0"
 
 
 def _limit(values: np.ndarray) -> float:
@@ -45,7 +48,7 @@ def _grid_trace(values: np.ndarray, limit: float, name: str, x0: int = 0, y0: in
         y0=y0,
         text=_text(v),
         texttemplate="%{text}",
-        textfont=dict(size=11),
+        textfont=dict(size=10),
         colorscale=SIGNED_SCALE,
         zmin=-limit,
         zmax=limit,
@@ -54,6 +57,18 @@ def _grid_trace(values: np.ndarray, limit: float, name: str, x0: int = 0, y0: in
         ygap=1,
         name=name,
         hovertemplate="row %{y}, column %{x}<br>%{z:.4g}<extra>" + name + "</extra>",
+    )
+
+
+def _blank(shape: tuple[int, int]) -> go.Heatmap:
+    """Light grey cells under an output that fills in, so its size shows from the first step."""
+    return go.Heatmap(
+        z=np.zeros(shape),
+        colorscale=[[0, "#ECECEC"], [1, "#ECECEC"]],
+        showscale=False,
+        xgap=1,
+        ygap=1,
+        hoverinfo="skip",
     )
 
 
@@ -78,7 +93,7 @@ def _marker(row: int, col: int) -> go.Scatter:
     )
 
 
-def _box(fig: go.Figure, top: int, left: int, bottom: int, right: int, col: int) -> None:
+def _box(fig: go.Figure, top: int, left: int, bottom: int, right: int, row: int, col: int) -> None:
     """A dashed frame around the part of a grid that is real input (the rest is padding)."""
     fig.add_shape(
         type="rect",
@@ -87,9 +102,14 @@ def _box(fig: go.Figure, top: int, left: int, bottom: int, right: int, col: int)
         y0=top - 0.5,
         y1=bottom - 0.5,
         line=dict(color="#555555", width=2, dash="dash"),
-        row=1,
+        row=row,
         col=col,
     )
+
+
+def _height(rows: int) -> int:
+    """Figure height for grids of this many rows: about 32 px a cell, plus the title and the controls."""
+    return 230 + 32 * max(rows, 6)
 
 
 @dataclass(frozen=True)
@@ -124,8 +144,8 @@ def _animate(fig: go.Figure, changing: list[int], frames: list[_Frame], height: 
     )
     fig.update_layout(
         height=height,
-        margin=dict(l=10, r=10, t=90, b=10),
-        title=dict(x=0.01, y=0.97, yanchor="top", font=dict(size=15)),
+        margin=dict(l=0, r=0, t=90, b=10),
+        title=dict(x=0.01, y=0.98, yanchor="top", font=dict(size=14)),
         showlegend=False,
         updatemenus=[
             dict(type="buttons", direction="right", buttons=buttons, x=0, y=-0.04, xanchor="left", yanchor="top")
@@ -154,25 +174,55 @@ def _animate(fig: go.Figure, changing: list[int], frames: list[_Frame], height: 
     return fig
 
 
-def _panels(widths: Sequence[int], titles: Sequence[str]) -> go.Figure:
-    fig = make_subplots(
-        1, len(widths), column_widths=list(widths), subplot_titles=list(titles), horizontal_spacing=0.04
-    )
-    for col in range(1, len(widths) + 1):
-        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
-        fig.update_xaxes(side="top", row=1, col=col)
-        fig.update_xaxes(constrain="domain", row=1, col=col)
-        fig.update_yaxes(constrain="domain", row=1, col=col)
-    fig.update_annotations(yshift=14)
+def _panels(shapes: Sequence[tuple[int, int]], titles: Sequence[str], stacked_middle: bool = False) -> go.Figure:
+    """One subplot per grid, side by side, each cell square and each grid exactly its own size.
+
+    stacked_middle: four grids with the second and third (kernel and products, both
+    small) one above the other between the first and the last, so the two big grids
+    get the width.
+    """
+    if stacked_middle:
+        specs = [[{"rowspan": 2}, {}, {"rowspan": 2}], [None, {}, None]]
+        widths = [shapes[0][1], max(shapes[1][1], shapes[2][1]), shapes[3][1]]
+        fig = make_subplots(
+            2,
+            3,
+            specs=specs,
+            column_widths=widths,
+            subplot_titles=[titles[0], titles[1], titles[3], titles[2]],  # in the order of the specs' cells
+            horizontal_spacing=0.04,
+            vertical_spacing=0.12,
+        )
+        places = [(1, 1), (1, 2), (2, 2), (1, 3)]
+    else:
+        fig = make_subplots(
+            1, len(shapes), column_widths=[w for _, w in shapes], subplot_titles=list(titles), horizontal_spacing=0.06
+        )
+        places = [(1, n + 1) for n in range(len(shapes))]
+    for (row, col), (h, w) in zip(places, shapes, strict=True):
+        x_name = fig.get_subplot(row, col).yaxis.anchor
+        fig.update_xaxes(range=[-0.5, w - 0.5], constrain="domain", showgrid=False, zeroline=False, row=row, col=col)
+        fig.update_yaxes(
+            range=[h - 0.5, -0.5],
+            scaleanchor=x_name,
+            constrain="domain",
+            showgrid=False,
+            zeroline=False,
+            row=row,
+            col=col,
+        )
+    fig.update_annotations(font_size=13)
+    fig.update_xaxes(tickfont_size=9)
+    fig.update_yaxes(tickfont_size=9)
     return fig
 
 
 def _sum_words(products: np.ndarray, total: float) -> str:
-    terms = products.flatten()
+    terms = products.flatten() + 0.0
     if terms.size > 9:
-        return f"sum of the {terms.size} products = {total:.4g}"
-    text = " + ".join(f"({p:.3g})" for p in terms)
-    return f"{text} = {total:.4g}"
+        return f"sum of the {terms.size} products = {total + 0.0:.4g}"
+    text = f"{terms[0]:.3g}" + "".join(f" − {-t:.3g}" if t < 0 else f" + {t:.3g}" for t in terms[1:])
+    return f"{text} = {total + 0.0:.4g}"
 
 
 def sweep_figure(
@@ -180,7 +230,6 @@ def sweep_figure(
     titles: tuple[str, str, str, str],
     inside: tuple[int, int, int, int] | None = None,
     keep: tuple[int, int, int, int] | None = None,
-    height: int = 460,
 ) -> go.Figure:
     """A kernel sliding over a grid: grid with the window, kernel, products, output filling in.
 
@@ -191,19 +240,20 @@ def sweep_figure(
     """
     out_h, out_w = sweep.out_shape
     k = sweep.kernel.shape
-    fig = _panels([sweep.grid.shape[1], k[1] + 1, k[1] + 1, out_w], titles)
+    fig = _panels([sweep.grid.shape, k, k, sweep.out_shape], titles, stacked_middle=True)
     fig.add_trace(_grid_trace(sweep.grid, _limit(sweep.grid), "input"), 1, 1)
     fig.add_trace(_outline([], []), 1, 1)
     fig.add_trace(_grid_trace(sweep.kernel, _limit(sweep.kernel), "kernel"), 1, 2)
     products_limit = _limit(np.array([s.products for s in sweep.steps]))
-    fig.add_trace(_grid_trace(np.zeros(k), products_limit, "products"), 1, 3)
+    fig.add_trace(_grid_trace(np.zeros(k), products_limit, "products"), 2, 2)
     out_limit = _limit(sweep.out)
-    fig.add_trace(_grid_trace(np.full(sweep.out_shape, np.nan), out_limit, "output"), 1, 4)
-    fig.add_trace(_outline([], []), 1, 4)
+    fig.add_trace(_blank(sweep.out_shape), 1, 3)
+    fig.add_trace(_grid_trace(np.full(sweep.out_shape, np.nan), out_limit, "output"), 1, 3)
+    fig.add_trace(_outline([], []), 1, 3)
     if inside is not None:
-        _box(fig, *inside, col=1)
+        _box(fig, *inside, row=1, col=1)
     if keep is not None:
-        _box(fig, *keep, col=4)
+        _box(fig, *keep, row=1, col=3)
     frames = []
     out = np.full(sweep.out_shape, np.nan)
     for n, step in enumerate(sweep.steps):
@@ -217,25 +267,26 @@ def sweep_figure(
                     _outline([step.cell[0]], [step.cell[1]]),
                 ],
                 f"Output cell ({step.cell[0]}, {step.cell[1]}), step {n + 1} of {out_h * out_w}:<br>"
-                f"<sup>{_sum_words(step.products, step.total)}</sup>",
+                f"{_sum_words(step.products, step.total)}",
             )
         )
-    return _animate(fig, [1, 3, 4, 5], frames, height)
+    return _animate(fig, [1, 3, 5, 6], frames, _height(max(sweep.grid.shape[0], out_h)))
 
 
-def pool_figure(pooling: Pooling, titles: tuple[str, str], height: int = 440) -> go.Figure:
+def pool_figure(pooling: Pooling, titles: tuple[str, str]) -> go.Figure:
     """Max pooling: each window outlined on its input, its winner starred, the output filling in."""
     grid = pooling.grid
-    fig = _panels([grid.shape[1], pooling.out.shape[1]], titles)
+    fig = _panels([grid.shape, pooling.out.shape], titles)
     fig.add_trace(_grid_trace(grid, _limit(grid), "input"), 1, 1)
     fig.add_trace(_outline([], []), 1, 1)
     fig.add_trace(_marker(0, 0), 1, 1)
     limit = _limit(pooling.out)
+    fig.add_trace(_blank(pooling.out.shape), 1, 2)
     fig.add_trace(_grid_trace(np.full(pooling.out.shape, np.nan), limit, "output"), 1, 2)
     fig.add_trace(_outline([], []), 1, 2)
     p = pooling.padding
     if p:
-        _box(fig, p, p, grid.shape[0] - p, grid.shape[1] - p, col=1)
+        _box(fig, p, p, grid.shape[0] - p, grid.shape[1] - p, row=1, col=1)
     out = np.full(pooling.out.shape, np.nan)
     frames = []
     for n, step in enumerate(pooling.steps):
@@ -249,20 +300,21 @@ def pool_figure(pooling: Pooling, titles: tuple[str, str], height: int = 440) ->
                     _outline([step.cell[0]], [step.cell[1]]),
                 ],
                 f"Output cell ({step.cell[0]}, {step.cell[1]}), step {n + 1} of {len(pooling.steps)}:<br>"
-                f"<sup>the largest of the {step.rows.size * step.cols.size} values is {step.value:.4g} "
-                f"(row {step.winner[0]}, column {step.winner[1]})</sup>",
+                f"the largest of the {step.rows.size * step.cols.size} values is {step.value:.4g} "
+                f"(row {step.winner[0]}, column {step.winner[1]})",
             )
         )
-    return _animate(fig, [1, 2, 3, 4], frames, height)
+    return _animate(fig, [1, 2, 4, 5], frames, _height(grid.shape[0]))
 
 
-def relu_figure(x: np.ndarray, titles: tuple[str, str], height: int = 420) -> go.Figure:
+def relu_figure(x: np.ndarray, titles: tuple[str, str]) -> go.Figure:
     """ReLU one value at a time: negatives become 0, positives pass, the output filling in."""
     x = np.asarray(x, dtype=np.float64)
-    fig = _panels([x.shape[1], x.shape[1]], titles)
+    fig = _panels([x.shape, x.shape], titles)
     limit = _limit(x)
     fig.add_trace(_grid_trace(x, limit, "before"), 1, 1)
     fig.add_trace(_outline([], []), 1, 1)
+    fig.add_trace(_blank(x.shape), 1, 2)
     fig.add_trace(_grid_trace(np.full(x.shape, np.nan), limit, "after"), 1, 2)
     fig.add_trace(_outline([], []), 1, 2)
     out = np.full(x.shape, np.nan)
@@ -274,8 +326,7 @@ def relu_figure(x: np.ndarray, titles: tuple[str, str], height: int = 420) -> go
         frames.append(
             _Frame(
                 [_outline([r], [c]), _grid_trace(out.copy(), limit, "after"), _outline([r], [c])],
-                f"Cell ({r}, {c}), step {n + 1} of {x.size}:<br>"
-                f"<sup>max(0, {v:.3g}) = {max(v, 0.0):.3g}: {verdict}</sup>",
+                f"Cell ({r}, {c}), step {n + 1} of {x.size}:<br>max(0, {v:.3g}) = {max(v, 0.0):.3g}: {verdict}",
             )
         )
-    return _animate(fig, [1, 2, 3], frames, height)
+    return _animate(fig, [1, 3, 4], frames, _height(x.shape[0]))
