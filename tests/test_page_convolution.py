@@ -32,7 +32,7 @@ def test_page_renders_with_the_real_first_filter(model: str) -> None:
     conv = _figure(at, "cs_conv")
     stride = 2 if model == "efficientnet_lite0" else 1  # the first conv's own stride is the default
     padding = 1 if model == "fashion_cnn" else 0
-    side = (10 + 2 * padding - 2 - 1) // stride + 1
+    side = (8 + 2 * padding - 2 - 1) // stride + 1  # the default crop is 8x8
     assert len(conv["frames"]) == side * side
     assert [b["label"] for b in conv["layout"]["updatemenus"][0]["buttons"]] == ["▶ 1/s", "▶ 3/s", "▶ 10/s", "❚❚ Pause"]
     fastest = conv["layout"]["updatemenus"][0]["buttons"][2]["args"][1]["frame"]["duration"]
