@@ -282,8 +282,8 @@ def _panels(shapes: Sequence[tuple[int, int]], titles: Sequence[str], stacked_mi
             col=col,
         )
     fig.update_annotations(font_size=13)
-    fig.update_xaxes(tickfont_size=9)
-    fig.update_yaxes(tickfont_size=9)
+    fig.update_xaxes(tickfont_size=9, dtick=1 if max(w for _, w in shapes) <= 8 else 2)  # whole cell numbers only
+    fig.update_yaxes(tickfont_size=9, dtick=1 if max(h for h, _ in shapes) <= 8 else 2)
     return fig
 
 
