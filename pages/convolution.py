@@ -243,19 +243,26 @@ with tab_back:
     pool_dx = S.max_pool_input_gradient(pooled, g_pool)
     pool_auto = S.pool_autograd_gradient(pool_in, 2, 2, g_pool)
     left, right = st.columns(2)
+    short = {"texttemplate": "%{z:.2g}"}  # half-width maps on a 1024 px screen: 4 digits ran into each other
     with left:
         st.markdown(
             f"**Convolution**: each upstream value is spread over a whole {k}×{k} window, weighted by the kernel; "
             "overlapping windows add up."
         )
-        st.plotly_chart(figures.number_map(dx, "∂L/∂x of the convolution", True, signed=True), key="cs_side_conv")
+        st.plotly_chart(
+            figures.number_map(dx, "∂L/∂x of the convolution", True, signed=True).update_traces(**short),
+            key="cs_side_conv",
+        )
         st.caption(f"Autograd agrees to {np.abs(dx - auto_dx).max():.1g}.")
     with right:
         st.markdown(
             "**Max pooling 2×2, stride 2** (as in the Layer playground): each upstream value goes, whole, to the one "
             "input that won its window; every other input gets 0."
         )
-        st.plotly_chart(figures.number_map(pool_dx, "∂L/∂x of max pooling", True, signed=True), key="cs_side_pool")
+        st.plotly_chart(
+            figures.number_map(pool_dx, "∂L/∂x of max pooling", True, signed=True).update_traces(**short),
+            key="cs_side_pool",
+        )
         st.caption(
             f"The playground's autograd pooling backward, weighted by the upstream gradient, agrees to "
             f"{np.abs(pool_dx - pool_auto).max():.1g}."

@@ -231,8 +231,8 @@ def _animate(fig: go.Figure, changing: list[int], frames: list[_Frame], height: 
         sliders=[
             dict(
                 active=0,
-                x=0.32,
-                len=0.68,
+                x=0.45,  # right of the four buttons even on a 1024 px screen, which hid "Step n of N"
+                len=0.55,
                 y=-0.02,
                 yanchor="top",
                 currentvalue=dict(prefix="Step ", suffix=f" of {len(frames)}", font=dict(size=13)),
