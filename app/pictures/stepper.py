@@ -112,7 +112,9 @@ def _marker(row: int, col: int) -> go.Scatter:
         x=[col],
         y=[row],
         mode="markers",
-        marker=dict(symbol="star", size=18, color=WINNER_COLOUR, line=dict(color=WINDOW_COLOUR, width=1.5)),
+        marker=dict(
+            symbol="star", size=18, color=WINNER_COLOUR, opacity=0.8, line=dict(color=WINDOW_COLOUR, width=1.5)
+        ),
         hoverinfo="skip",
     )
 
@@ -226,14 +228,14 @@ def _animate(fig: go.Figure, changing: list[int], frames: list[_Frame], height: 
         plot_bgcolor="white",
         showlegend=False,
         updatemenus=[
-            dict(type="buttons", direction="right", buttons=buttons, x=0, y=-0.04, xanchor="left", yanchor="top")
+            dict(type="buttons", direction="right", buttons=buttons, x=0, y=-0.07, xanchor="left", yanchor="top")
         ],
         sliders=[
             dict(
                 active=0,
                 x=0.45,  # right of the four buttons even on a 1024 px screen, which hid "Step n of N"
                 len=0.55,
-                y=-0.02,
+                y=-0.05,
                 yanchor="top",
                 currentvalue=dict(prefix="Step ", suffix=f" of {len(frames)}", font=dict(size=13)),
                 pad=dict(t=8),
