@@ -39,6 +39,7 @@ PAGES = [
     st.Page("pages/units.py", title="What units look for", icon=":material/image_search:"),
     st.Page("pages/feature_space.py", title="Feature space", icon=":material/scatter_plot:"),
     st.Page("pages/playground.py", title="Layer playground", icon=":material/science:"),
+    st.Page("pages/convolution.py", title="Convolution, step by step", icon=":material/animation:"),
     st.Page("pages/training.py", title="Live training", icon=":material/model_training:"),
     st.Page("pages/dreams.py", title="Dreams", icon=":material/auto_awesome:"),
 ]

@@ -30,6 +30,7 @@ TITLES = {
     "units": "What units look for",
     "feature_space": "Feature space",
     "playground": "Layer playground",
+    "convolution": "Convolution, step by step",
     "training": "Live training",
     "dreams": "Dreams",
 }
