@@ -647,7 +647,7 @@ def border_note(model: LoadedModel, layer: str, examples: Sequence[Example]) -> 
     Zero padding is a strong, image-independent signal at the border: a unit can fire
     there because of the edge of the picture, not because of anything in it.
     """
-    if unit_geometry(model)[layer] is None:
+    if model.layer(layer).geometry is None:
         return None  # units that see the whole image: there is no position to speak of
     at_border = sum(reaches_padding(model, ex.box) for ex in examples)
     if not examples or at_border * 2 <= len(examples):
