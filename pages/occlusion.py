@@ -15,13 +15,6 @@ from pages import common
 MAP_WIDTH = 620
 CLASS_MAP_WIDTH = MAP_WIDTH + 200  # room for the legend of classes
 
-FILLS = {
-    "zero": "data-set mean colour",
-    "mean": "this image's mean colour",
-    "grey": "mid-grey",
-    "blur": "blurred copy of the image",
-}
-
 sel = common.page(
     "Occlusion",
     "Slide a patch over the image, hiding one square at a time, and run the network on every copy. Where "
@@ -46,13 +39,14 @@ stride = c2.select_slider(
     key=f"occ_stride_{sel.model_key}_{window}",
     help="How far the window moves between copies. Smaller strides give finer maps but take longer.",
 )
+fills = occ.fill_names(model)
 fill = c3.selectbox(
     "Fill",
-    list(FILLS),
-    format_func=FILLS.get,
+    list(fills),
+    format_func=fills.get,
     key="occ_fill",
-    help="What the hidden square is replaced with. The data-set mean colour is 0 after normalisation, "
-    "the average input of the training set.",
+    help=f"What the hidden square is replaced with. “{fills['zero']}” is the input 0 after normalisation; "
+    f"this network's mean and std are {model.normalisation_origin()}.",
 )
 with c4:
     target = common.class_picker(sel, "Class", key=f"occ_target_{sel.model_key}")
@@ -64,12 +58,7 @@ exact = st.toggle(
     "always runs in full precision.",
 )
 precision = "exact" if exact else "auto"
-if occ.engine_name(model) == "dense":
-    st.caption(
-        f"{model.title} has branches (residual connections), so every occluded copy runs through the whole "
-        "network. On a plain chain of layers such as VGG-16, only the part of each layer the square can "
-        "reach is recomputed."
-    )
+st.caption(occ.engine_words(occ.engine_name(model), model.title))
 n_y, n_x = occ.occluder_boxes((size, size), window, stride).shape[:2]
 params = dict(window=window, stride=stride, baseline=fill, precision=precision)
 run_key = (sel.input_key, *params.values())
@@ -200,7 +189,5 @@ with tab_cell:
             "The sliders start at the position that lowers it most."
         )
 
-st.caption(
-    f"{n_y * n_x} occluded copies ({n_y}×{n_x} positions), computed in {result.precision}: only the part of each "
-    "layer that the square changes is recomputed, so this is several times faster than running every copy whole."
-)
+how = "only the changed part of each layer recomputed" if result.engine == "incremental" else "each copy run whole"
+st.caption(f"{n_y * n_x} occluded copies ({n_y}×{n_x} positions), computed in {result.precision}, {how}.")

@@ -209,10 +209,18 @@ st.caption(
 
 # ---------------------------------------------------------------- normalisation
 st.header("5. Normalisation")
+lowest = min((0 - m) / s for m, s in zip(model.mean, model.std, strict=True))
+highest = max((1 - m) / s for m, s in zip(model.mean, model.std, strict=True))
+spread = (
+    "so typical inputs sit around 0 with a spread of about 1"
+    if model.norm_data
+    else f"so every input lies between {lowest:.2f} and {highest:.2f}"
+)
 st.markdown(
-    "Before the first layer the pixels are rescaled twice: from whole numbers 0–255 to fractions 0–1, then shifted "
-    "by the training set's mean and divided by its standard deviation, so typical inputs sit around 0 with a "
-    "spread of about 1. Both steps are linear, so the histogram keeps its shape and only the axis changes."
+    "Before the first layer the pixels are rescaled twice: from whole numbers 0–255 to fractions 0–1, then a mean "
+    f"is subtracted and the result divided by a standard deviation, {spread}. For the {model.title} these are "
+    f"{model.normalisation_origin()}. Both steps are linear, so the histogram keeps its shape and only the axis "
+    "changes."
 )
 seen = np.asarray(sel.steps[-1].image)
 if model.channels == 3:
@@ -226,7 +234,8 @@ cols = st.columns(3)
 for col_, (name, stage) in zip(cols, stages.items(), strict=True):
     col_.plotly_chart(figures.histogram(stage["edges"], stage["counts"], name), width="stretch", key=f"pg_hist_{name}")
 st.caption(
-    f"Mean {model.mean[channel]:.3f} and standard deviation {model.std[channel]:.3f} of the training images "
-    f"(0–1 scale); this image: mean {stages['standardised']['values'].mean():.2f}, "
+    f"Mean {model.mean[channel]:.3f} and standard deviation {model.std[channel]:.3f} (0–1 scale, "
+    + ("the training images' statistics" if model.norm_data else "fixed constants")
+    + f"); this image: mean {stages['standardised']['values'].mean():.2f}, "
     f"std {stages['standardised']['values'].std():.2f} after normalisation."
 )

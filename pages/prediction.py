@@ -56,7 +56,8 @@ for start in range(0, len(cells), STEPS_PER_ROW):
         if step is None:
             col.markdown(
                 f"**normalise**: (pixel/255 − mean) / std\n\nmean = ({mean})\n\nstd = ({std})\n\n"
-                f"tensor {tuple(sel.x.shape)}, values {x.min():.2f} … {x.max():.2f}"
+                f"tensor {tuple(sel.x.shape)}, values {x.min():.2f} … {x.max():.2f}\n\n"
+                f"mean and std: {model.normalisation_origin()}"
             )
         else:
             col.image(_upscaled(step.image), caption=f"{step.name}: {step.detail}", width="stretch")
