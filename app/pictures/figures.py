@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
-from plotly.colors import qualitative, sample_colorscale
+from plotly.colors import get_colorscale, qualitative, sample_colorscale
 
 GAP = np.nan  # mosaic gaps render transparent
 CLASS_PALETTE = qualitative.Dark24  # one colour per class in maps of predicted classes
@@ -26,6 +26,19 @@ GROUP_PALETTE = qualitative.D3
 # so the convention "red = positive" needs its reverse.
 SIGNED_SCALE = "RdBu_r"
 SIGNED_WORDS = "red = positive, blue = negative, white = 0"
+
+
+def plotly_scale(colorscale: str | Sequence) -> list[list]:
+    """A colour scale (a name or [position, colour] pairs) as [position, "rgb(r, g, b)"] pairs.
+
+    Streamlit's browser code treats the colours #000001 to #000040 in any Plotly figure as
+    placeholders for its theme's colours and replaces them, even with theme=None: Inferno's and
+    Magma's black at 0 ("#000004") became a lavender, so the colour bar and the low values no
+    longer matched `colorize`'s PNGs and overlays. Written as rgb() no colour is replaced.
+    """
+    scale = get_colorscale(colorscale) if isinstance(colorscale, str) else colorscale
+    positions = [float(p) for p, _ in scale]
+    return [[p, c] for p, c in zip(positions, sample_colorscale(scale, positions), strict=True)]
 
 
 def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") -> go.Figure:
@@ -128,7 +141,7 @@ def feature_grid(
         go.Heatmap(
             z=values,
             customdata=channel,
-            colorscale=colorscale,
+            colorscale=plotly_scale(colorscale),
             hovertemplate="channel %{customdata}<br>value %{z:.3g}<extra></extra>",
             colorbar=dict(title="activation" if shared_scale else "per-map<br>0..1", thickness=12),
         )
@@ -160,7 +173,7 @@ def heatmap(
     fig = go.Figure(
         go.Heatmap(
             z=values,
-            colorscale=colorscale,
+            colorscale=plotly_scale(colorscale),
             zmid=zmid,
             hovertemplate="x %{x}, y %{y}<br>%{z:.4g}<extra></extra>",
             colorbar=dict(thickness=12),
@@ -252,7 +265,7 @@ def kernel_grid(kernels: np.ndarray) -> go.Figure:
         go.Heatmap(
             z=values,
             customdata=index,
-            colorscale=SIGNED_SCALE,
+            colorscale=plotly_scale(SIGNED_SCALE),
             zmid=0,
             hovertemplate="input channel %{customdata}<br>weight %{z:.4f}<extra></extra>",
             colorbar=dict(title="weight", thickness=12),
@@ -314,7 +327,7 @@ def occlusion_grid(
             x=cx,
             y=cy,
             customdata=np.stack([box_text, hover], axis=-1),
-            colorscale=colorscale,
+            colorscale=plotly_scale(colorscale),
             zmid=zmid,
             hovertemplate=f"{value_name} %{{z:.4g}}<br>window %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
             colorbar=dict(thickness=14, len=0.9),
