@@ -126,9 +126,11 @@ st.markdown(
     f"1/(N·N) = 1/{window * window} to each of the window's values. PyTorch's autograd computes this map."
 )
 c1, c2 = st.columns(2)
-shape_key = f"{pooled.shape[0]}x{pooled.shape[1]}"  # a new pooled size restarts the pickers inside it
-row = c1.number_input("Output row", 0, pooled.shape[0] - 1, pooled.shape[0] // 2, key=f"pg_cell_row_{shape_key}")
-col = c2.number_input("Output column", 0, pooled.shape[1] - 1, pooled.shape[1] // 2, key=f"pg_cell_col_{shape_key}")
+# A new pooled size, kind or picture restarts the pickers at a cell where the rule shows (not an all-zero tie).
+default_row, default_col = pg.teaching_cell(activated, kind, window, stride)
+shape_key = f"{pooled.shape[0]}x{pooled.shape[1]}_{kind}_{default_row}_{default_col}"
+row = c1.number_input("Output row", 0, pooled.shape[0] - 1, default_row, key=f"pg_cell_row_{shape_key}")
+col = c2.number_input("Output column", 0, pooled.shape[1] - 1, default_col, key=f"pg_cell_col_{shape_key}")
 grad = pg.pool_backward(activated, kind, window, stride, (int(row), int(col)))
 # The window plus a 2-value margin, with numbers and the map's own row/column numbers on the axes.
 size = window + 4
@@ -150,9 +152,17 @@ c2.plotly_chart(
     width="stretch",
     key="pg_grad",
 )
+ties = pg.tie_count(activated, window, stride, (int(row), int(col)))
+tie_words = ""
+if kind == "max" and ties > 1:
+    tie_words = (
+        f" {ties} values of this window tie for the maximum (all {pooled[int(row), int(col)]:.4g}), so which "
+        "one gets the gradient is "
+        "arbitrary: PyTorch picks the first in reading order. Pick a cell with one clear winner to see the rule."
+    )
 st.caption(
     f"The window of output ({row}, {col}) starts at input row {int(row) * stride}, column {int(col) * stride}; "
-    f"the gradients shown add up to {grad.sum():.3g}."
+    f"the gradients shown add up to {grad.sum():.3g}.{tie_words}"
 )
 
 st.subheader("Global average pooling")

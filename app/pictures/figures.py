@@ -170,11 +170,24 @@ def heatmap(
     """One 2-D map with pixel hover; signed=True draws it in the signed convention (SIGNED_WORDS)."""
     if signed:
         colorscale, zmid = SIGNED_SCALE, 0.0
+    zmin = zmax = None
+    finite = np.asarray(values, dtype=np.float64)[np.isfinite(values)]
+    if finite.size and finite.min() == finite.max():
+        # One value everywhere: Plotly would invent a range around it (an all-zero map got a -0.4…0.4 bar).
+        # Draw it on a bar that starts at 0 and say so in the title.
+        value = float(finite[0])
+        zmin, zmax = (min(value, 0.0), max(value, 0.0)) if value else (0.0, 1.0)
+        if signed or zmid is not None:
+            reach = abs(value) or 1.0
+            zmin, zmax, zmid = -reach, reach, None
+        title = f"{title}: every value {value:.4g}" if title else f"every value {value:.4g}"
     fig = go.Figure(
         go.Heatmap(
             z=values,
             colorscale=plotly_scale(colorscale),
             zmid=zmid,
+            zmin=zmin,
+            zmax=zmax,
             hovertemplate="x %{x}, y %{y}<br>%{z:.4g}<extra></extra>",
             colorbar=dict(thickness=12),
         )
