@@ -121,9 +121,7 @@ def _panel(
                 icon=":material/hourglass_top:",
             )
         elif job.state == "running":
-            eta = job.eta()
-            text = f"Step {job.done} of {job.total}" + (f" · about {eta:.0f} s left" if eta is not None else "")
-            st.progress(job.fraction(), text=text)
+            st.progress(job.fraction(), text=job.progress_text())
         if job.active:
             st.button("Cancel", key=f"cancel_{key}", on_click=_cancel, args=(key,), icon=":material/cancel:")
         dream = job.result if job.state == "finished" else job.preview
