@@ -62,7 +62,7 @@ st.plotly_chart(
 )
 st.caption(
     f"Maps {(page - 1) * CHANNELS_PER_PAGE + 1}–{(page - 1) * CHANNELS_PER_PAGE + len(shown)} of {c}, in the "
-    "chosen order, left to right, top to bottom; hover a tile to see its channel number."
+    "chosen order, left to right, top to bottom; each tile's corner shows its channel number."
     + (" The other pages hold the rest." if pages > 1 else "")
 )
 

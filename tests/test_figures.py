@@ -109,3 +109,20 @@ def test_colour_bars_use_the_scale_of_the_pictures() -> None:
         figures.kernel_grid(np.zeros((3, 3, 3))),
     ):
         assert not STREAMLIT_PLACEHOLDERS.search(fig.to_json())
+
+
+def _annotations(fig) -> list[str]:
+    return [a.text for a in fig.layout.annotations]
+
+
+def test_every_tile_shows_its_number() -> None:
+    """Issue 21 item 8: a projector shows no hover, so tiles carry their channel number visibly."""
+    maps = np.random.default_rng(0).random((6, 5, 5))
+    order = np.array([4, 0, 5, 1, 3, 2])
+    assert _annotations(figures.feature_grid(maps, order)) == [str(c) for c in order]
+    assert _annotations(figures.filter_grid(np.zeros((5, 3, 3, 3)))) == ["0", "1", "2", "3", "4"]
+    assert _annotations(figures.kernel_grid(np.zeros((3, 3, 3)))) == ["0", "1", "2"]
+    many = figures.kernel_grid(np.zeros((150, 3, 3)))  # 13 x 12 tiles of ~20 px: numbers on the axes
+    assert not _annotations(many)
+    assert list(many.layout.yaxis.ticktext) == [str(13 * r) for r in range(12)]
+    assert list(many.layout.xaxis.ticktext)[:3] == ["+0", "+1", "+2"] and many.layout.yaxis.showticklabels

@@ -95,6 +95,51 @@ def _downsample(maps: np.ndarray, max_side: int) -> np.ndarray:
     return padded.reshape(c, hp // f, f, wp // f, f).mean(axis=(2, 4))
 
 
+# Tiles up to this many get their number printed in a corner; more (a 512-channel kernel grid,
+# ~20 px tiles) would be covered by the labels, so rows and columns are numbered on the axes instead.
+NUMBERED_TILES = 100
+
+
+def number_tiles(fig: go.Figure, numbers: Sequence[int], cols: int, h: int, w: int, gap: int) -> go.Figure:
+    """Print each tile's number visibly (a projector shows no hover): in the tile's top-left corner, or,
+    for many small tiles, as row starts on the y axis and column offsets (+0, +1, ...) on the x axis.
+
+    Tile i sits at row i // cols, column i % cols of a mosaic with `gap` between h x w tiles; the
+    numbers are what a caption calls the tiles (channel numbers in the chosen order)."""
+    numbers = [int(n) for n in numbers]
+    if len(numbers) <= NUMBERED_TILES:
+        for i, number in enumerate(numbers):
+            r, c = divmod(i, cols)
+            fig.add_annotation(
+                x=c * (w + gap) - 0.5,
+                y=r * (h + gap) - 0.5,
+                text=str(number),
+                showarrow=False,
+                xanchor="left",
+                yanchor="top",
+                font=dict(size=11, color="black"),
+                bgcolor="rgba(255,255,255,0.8)",
+                borderpad=1,
+            )
+        return fig
+    rows = math.ceil(len(numbers) / cols)
+    fig.update_layout(margin=dict(l=36, t=30))
+    fig.update_yaxes(
+        visible=True,
+        showticklabels=True,
+        tickvals=[r * (h + gap) + (h - 1) / 2 for r in range(rows)],
+        ticktext=[str(numbers[r * cols]) for r in range(rows)],
+    )
+    fig.update_xaxes(
+        visible=True,
+        showticklabels=True,
+        side="top",
+        tickvals=[c * (w + gap) + (w - 1) / 2 for c in range(cols)],
+        ticktext=[f"+{c}" for c in range(cols)],
+    )
+    return fig
+
+
 def mosaic(maps: np.ndarray, cols: int, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Tile [N, h, w] maps row-major; returns (values, tile index per cell, -1 in gaps)."""
     n, h, w = maps.shape
@@ -119,7 +164,7 @@ def feature_grid(
     titles: Sequence[str] | None = None,
     height: int = 640,
 ) -> go.Figure:
-    """All channels of one layer as a mosaic; hover tells the channel number.
+    """All channels of one layer as a mosaic, each tile numbered with its channel (see number_tiles).
 
     shared_scale=False stretches each map to its own min..max, which shows the
     pattern inside weak maps but hides how weak they are. cols fixes the number of
@@ -157,7 +202,7 @@ def feature_grid(
     fig.update_yaxes(autorange="reversed", scaleanchor="x", **axes)
     fig.update_xaxes(**axes)
     fig.update_layout(margin=dict(l=0, r=0, t=30 if titles else 10, b=0), height=height, plot_bgcolor="white")
-    return fig
+    return fig if titles else number_tiles(fig, order, cols, h, w, 1)
 
 
 def heatmap(
@@ -256,7 +301,7 @@ def rgb_figure(image: np.ndarray, title: str = "", height: int = 420) -> go.Figu
 
 
 def filter_grid(filters: np.ndarray, upscale: int = 8) -> go.Figure:
-    """First-layer filters [N, k, k, C] in 0..1 as a grid of small pictures."""
+    """First-layer filters [N, k, k, C] in 0..1 as a grid of small pictures, each numbered."""
     n, k, _, c = filters.shape
     cols = math.ceil(math.sqrt(n))
     big = np.kron(filters, np.ones((1, upscale, upscale, 1)))
@@ -267,11 +312,12 @@ def filter_grid(filters: np.ndarray, upscale: int = 8) -> go.Figure:
         canvas[y : y + k * upscale, x : x + k * upscale] = big[i] if c == 3 else big[i, ..., :1]
     fig = hide_axes(go.Figure(go.Image(z=(canvas * 255).astype(np.uint8), hoverinfo="skip")))
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520)
-    return fig
+    return number_tiles(fig, range(n), cols, k * upscale, k * upscale, 2)
 
 
 def kernel_grid(kernels: np.ndarray) -> go.Figure:
-    """One filter's kernels [in, k, k] in the signed convention (SIGNED_WORDS), centred on zero."""
+    """One filter's kernels [in, k, k] in the signed convention (SIGNED_WORDS), centred on zero; numbered by
+    input channel, the numbers the Filters page's caption names."""
     cols = math.ceil(math.sqrt(len(kernels)))
     values, index = mosaic(kernels, cols)
     fig = go.Figure(
@@ -288,7 +334,8 @@ def kernel_grid(kernels: np.ndarray) -> go.Figure:
     fig.update_yaxes(autorange="reversed", scaleanchor="x", **axes)
     fig.update_xaxes(**axes)
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520, plot_bgcolor="white")
-    return fig
+    k = kernels.shape[-1]
+    return number_tiles(fig, range(len(kernels)), cols, k, k, 1)
 
 
 def number_map(
