@@ -28,9 +28,9 @@ def test_prediction_page(model_name):
     assert any("Top-1" in m.value for m in at.markdown)
     assert len(plotly_charts(at)) == 1
     table = at.dataframe[0].value
-    assert {"layer", "type", "output shape", "parameters", "receptive field", "stride at input"} <= set(table.columns)
+    assert {"layer", "type", "output", "params", "field", "stride"} <= set(table.columns)
     if model_name == "vgg16":
-        assert table.set_index("layer").loc["conv5_3", "receptive field"] == "196x196"
+        assert table.set_index("layer").loc["conv5_3", "field"] == "196×196"
         assert any("not been trained" in w.value for w in at.warning) or "ImageNet" in at.caption[0].value
 
 
