@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
-from plotly.colors import get_colorscale, qualitative, sample_colorscale
+from plotly.colors import get_colorscale, hex_to_rgb, label_rgb, qualitative, sample_colorscale
 
 GAP = np.nan  # mosaic gaps render transparent
 CLASS_PALETTE = qualitative.Dark24  # one colour per class in maps of predicted classes
@@ -37,8 +37,7 @@ def plotly_scale(colorscale: str | Sequence) -> list[list]:
     longer matched `colorize`'s PNGs and overlays. Written as rgb() no colour is replaced.
     """
     scale = get_colorscale(colorscale) if isinstance(colorscale, str) else colorscale
-    positions = [float(p) for p, _ in scale]
-    return [[p, c] for p, c in zip(positions, sample_colorscale(scale, positions), strict=True)]
+    return [[float(p), label_rgb(hex_to_rgb(c)) if c.startswith("#") else c] for p, c in scale]
 
 
 def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") -> go.Figure:
@@ -371,7 +370,7 @@ def occlusion_grid(
     colorscale: str | list,
     value_name: str,
     zmid: float | None = None,
-    height: int = 520,
+    height: int = 460,
 ) -> go.Figure:
     """One cell per occluder position, centred where the window's centre was.
 
@@ -393,12 +392,13 @@ def occlusion_grid(
             colorbar=dict(thickness=14, len=0.9),
         )
     )
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)")
-    fig.update_xaxes(constrain="domain", title="window centre x (px)")
-    # Meant for the page's whole column (the picture goes in a row below): half of a 1024 px
-    # screen's column left ~215 px of map beside axis titles and a colour bar. The height
-    # then sets the map's side: 520 - 110 px of title and axis = a ~410 px square.
-    fig.update_layout(title=title, margin=dict(l=60, r=10, t=60, b=50), height=height)
+    # automargin: Plotly makes room for the axis titles, which a fixed margin clipped at 1440 px
+    fig.update_yaxes(
+        autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)", automargin=True
+    )
+    fig.update_xaxes(constrain="domain", title="window centre x (px)", automargin=True)
+    # Meant for 3/5 of the page's column, beside the picture: the height sets the map's side.
+    fig.update_layout(title=title, margin=dict(l=10, r=10, t=60, b=10), height=height)
     return fig
 
 
