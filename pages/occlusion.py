@@ -56,7 +56,8 @@ exact = st.toggle(
     "always runs in full precision.",
 )
 precision = "exact" if exact else "auto"
-st.caption(occ.engine_words(occ.engine_name(model), model.title))
+if occ.engine_name(model) == "dense":  # why this run is slow, before it starts; the footer says how each run went
+    st.caption(occ.engine_words("dense", model.title))
 n_y, n_x = occ.occluder_boxes((size, size), window, stride).shape[:2]
 params = dict(window=window, stride=stride, baseline=fill, precision=precision)
 run_key = (sel.input_key, *params.values())
@@ -107,10 +108,11 @@ tab_score, tab_drop, tab_class, tab_cell = st.tabs(
 
 with tab_score:
     if tab_score.open:
-        kind = st.radio("Score", ["probability", "logit"], horizontal=True, key="occ_score")
-        values = occ.target_prob_map(result, target) if kind == "probability" else result.logits[..., target]
-        # The map and the picture side by side, so both are on the first screen of a 768 px projector.
+        # The map and the picture side by side (the score choice beside them), so both are on the first
+        # screen of a 768 px projector.
         left, right = st.columns([3, 2])
+        kind = right.radio("Score", ["probability", "logit"], horizontal=True, key="occ_score")
+        values = occ.target_prob_map(result, target) if kind == "probability" else result.logits[..., target]
         left.plotly_chart(
             grid_figure(values, f"{label}:<br>{kind} with the window here", "Viridis", kind),
             width="stretch",
@@ -189,4 +191,7 @@ with tab_cell:
         )
 
 how = "only the changed part of each layer recomputed" if result.engine == "incremental" else "each copy run whole"
-st.caption(f"{n_y * n_x} occluded copies ({n_y}×{n_x} positions), computed in {result.precision}, {how}.")
+st.caption(
+    f"{n_y * n_x} occluded copies ({n_y}×{n_x} positions), computed in {result.precision}, {how}. "
+    + occ.engine_words(result.engine, model.title)
+)

@@ -137,5 +137,6 @@ else:
 st.caption(
     f"{len(layers)} layers, {sum(r.params for r in layers):,} parameters. **field**: the receptive field, the "
     "patch of input pixels one output unit can see (it grows with every convolution and pooling layer; 'all': "
-    "the whole image). **stride**: how many input pixels apart two neighbouring units look."
+    "the whole image; 'all (N)': a field of N px, larger than the image). **stride**: how many input pixels "
+    "apart two neighbouring units look."
 )
