@@ -190,8 +190,7 @@ with tab_cell:
             "The sliders start at the position that lowers it most."
         )
 
-how = "only the changed part of each layer recomputed" if result.engine == "incremental" else "each copy run whole"
 st.caption(
-    f"{n_y * n_x} occluded copies ({n_y}×{n_x} positions), computed in {result.precision}, {how}. "
+    f"{n_y * n_x} occluded copies ({n_y}×{n_x} positions), computed in {result.precision}. "
     + occ.engine_words(result.engine, model.title)
 )
