@@ -62,7 +62,7 @@ st.plotly_chart(
 )
 st.caption(
     f"Maps {(page - 1) * CHANNELS_PER_PAGE + 1}–{(page - 1) * CHANNELS_PER_PAGE + len(shown)} of {c}, in the "
-    "chosen order, left to right, top to bottom; hover a tile to see its channel number."
+    "chosen order, left to right, top to bottom; each tile's corner shows its channel number."
     + (" The other pages hold the rest." if pages > 1 else "")
 )
 
@@ -81,9 +81,12 @@ st.caption(
     "The overlay uses the map's colours, from its lowest to its highest value, and stretches the map to the "
     "image, so each cell covers the pixels it is centred on."
 )
+# The question once, the two ways to answer it as short buttons: in half of a 1024 px column the long
+# labels were cut ("What does this channel look for? Dr…").
+st.markdown(f"**What does channel {channel} look for?**")
 dream, units = st.columns(2)
 if dream.button(
-    "What does this channel look for? Dream it",
+    "Dream it",
     icon=":material/auto_awesome:",
     help="Open the Dreams page and grow the picture that makes this channel fire most.",
     key="dream_this_channel",
@@ -91,7 +94,7 @@ if dream.button(
     st.session_state[common.DREAM_UNIT_KEY] = (sel.model_key, layer, int(channel))
     st.switch_page("pages/dreams.py")
 if units.button(
-    f"What does channel {channel} look for? Its best dataset patches",
+    "Its best dataset patches",
     icon=":material/image_search:",
     help="Opens What units look for on this channel: the images that excite it most.",
     key="units_this_channel",

@@ -75,7 +75,7 @@ label = model.labels[target]
 
 def downloads(name: str, picture: np.ndarray, values: np.ndarray, key: str) -> None:
     """PNG of what is shown and the raw map as .npy (same shape as returned by app.analyses.attribution)."""
-    common.download_pair(f"{sel.model_key}_{name}_{label}", picture, values, key)
+    common.download_pair(f"{sel.model_key}_{name}_{label}", picture, values, key, name.replace("_", " "))
 
 
 def heat_panels(name: str, values: np.ndarray, key: str) -> None:

@@ -254,14 +254,30 @@ def class_picker(sel: Selection, label: str, key: str) -> int:
     )
 
 
-def download_pair(stem: str, picture: np.ndarray, values: np.ndarray, key: str) -> None:
-    """Two buttons: the picture as shown (PNG) and the raw values (.npy) behind it."""
+def download_pair(stem: str, picture: np.ndarray, values: np.ndarray, key: str, what: str) -> None:
+    """Two buttons side by side that say which map they save: the picture as shown (PNG) and the raw
+    values behind it (.npy). `what` names the map ("probability map"); buttons that said only "PNG" and
+    ".npy", a column apart, left a teacher guessing which figure they belonged to."""
     stem = stem.replace(" ", "_").replace("/", "-")
-    left, right = st.columns(2)
-    left.download_button("PNG", png_bytes(picture), f"{stem}.png", "image/png", key=f"{key}_png", on_click="ignore")
-    right.download_button(
-        ".npy", npy_bytes(values), f"{stem}.npy", "application/octet-stream", key=f"{key}_npy", on_click="ignore"
-    )
+    with st.container(horizontal=True):
+        st.download_button(
+            f"{what[:1].upper()}{what[1:]} (PNG)",
+            png_bytes(picture),
+            f"{stem}.png",
+            "image/png",
+            key=f"{key}_png",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        st.download_button(
+            "its values (.npy)",
+            npy_bytes(values),
+            f"{stem}.npy",
+            "application/octet-stream",
+            key=f"{key}_npy",
+            on_click="ignore",
+            icon=":material/download:",
+        )
 
 
 def png_bytes(img: np.ndarray) -> bytes:

@@ -86,9 +86,9 @@ def _curve(dream: dreams.Dream) -> None:
     history = dream.history
     if "style" in history:
         shown = {k: history[k] for k in ("style", "content")}
-        st.plotly_chart(figures.curves(shown, "Losses (relative errors, log scale)", log=True), width="stretch")
+        st.plotly_chart(figures.curves(shown, "Losses<br>(relative errors, log scale)", log=True), width="stretch")
     else:
-        st.plotly_chart(figures.curves(history, "Objective (higher = stronger response)"), width="stretch")
+        st.plotly_chart(figures.curves(history, "Objective<br>(higher = stronger response)"), width="stretch")
 
 
 def _panel(
@@ -121,9 +121,7 @@ def _panel(
                 icon=":material/hourglass_top:",
             )
         elif job.state == "running":
-            eta = job.eta()
-            text = f"Step {job.done} of {job.total}" + (f" · about {eta:.0f} s left" if eta is not None else "")
-            st.progress(job.fraction(), text=text)
+            st.progress(job.fraction(), text=job.progress_text())
         if job.active:
             st.button("Cancel", key=f"cancel_{key}", on_click=_cancel, args=(key,), icon=":material/cancel:")
         dream = job.result if job.state == "finished" else job.preview
@@ -186,10 +184,16 @@ def _top_patches(model_key: str, model: LoadedModel, table: D.TopTable, unit: tu
     )
     if not examples:
         return
-    st.image(
-        [figures.scaled_picture(D.to_rgb(model, ex.patch), PATCH_SIDE) for ex in examples],
-        caption=[f"#{rank}" for rank in range(1, len(examples) + 1)],
-        width=PATCH_SIDE,
+    # One figure with gaps between the tiles (st.image's row of 72 px pictures left them touching).
+    st.plotly_chart(
+        figures.tile_mosaic(
+            [D.to_rgb(model, ex.patch) for ex in examples],
+            [f"#{rank}" for rank in range(1, len(examples) + 1)],
+            cols=3,
+            side=PATCH_SIDE,
+        ),
+        width="stretch",
+        key="fv_patches",
     )
     st.caption(
         f"What real pictures do to it: the {len(examples)} test-set patches that excite this unit most "
@@ -250,8 +254,11 @@ names = [row.name for row in model.layers]
 with tabs[0]:
     if tabs[0].open:
         st.markdown(EXPLAIN["features"])
+        slot = st.container()  # the progress and the dream, above the form: in view when Dream is pressed
         with st.form(f"fv_form_{model_key}"):
-            c1, c2, c3, c4 = st.columns(4)
+            # the layer's name gets a wide box (in a quarter of a 1024 px column it read "stage6.block")
+            c1, c2 = st.columns([3, 1])
+            c3, c4, c5 = st.columns(3)
             layer = c1.selectbox(
                 "Layer",
                 names,
@@ -275,7 +282,7 @@ with tabs[0]:
                 size = model.input_size
                 c3.caption(f"Size: {size} px, the network's own input size, grey like its training pictures.")
             steps = c4.select_slider("Steps", [32, 64, 128, 256, 512], dreams.default_steps(model), key="fv_steps")
-            seed = c4.number_input("Seed", 0, 9999, 0, key="fv_seed")
+            seed = c5.number_input("Seed", 0, 9999, 0, key="fv_seed")
             submitted = st.form_submit_button("Dream", type="primary", disabled=busy, icon=":material/auto_awesome:")
         if submitted and not busy:
             label = f"{layer}, channel {channel}"
@@ -297,17 +304,21 @@ with tabs[0]:
         table = cache.ready_fashion_unit_table(model_key) if dreamed else None
         if table is not None and dreamed[0] not in table.layers:
             dreamed = None  # flatten and dropout have no table rows (a copy of the layer before)
-        _panel(
-            f"features:{model_key}",
-            f"{model.name}_{layer}_channel{channel}",
-            aside=(lambda: _top_patches(model_key, model, table, dreamed)) if table is not None and dreamed else None,
-        )
+        with slot:
+            _panel(
+                f"features:{model_key}",
+                f"{model.name}_{layer}_channel{channel}",
+                aside=(lambda: _top_patches(model_key, model, table, dreamed))
+                if table is not None and dreamed
+                else None,
+            )
         if dreamed and table is None and dreamed[0] in D.unit_layers(model):
             _units_link(model_key, dreamed)
 
 with tabs[1]:
     if tabs[1].open:
         st.markdown(EXPLAIN["class"])
+        slot = st.container()  # progress and result above the form, in view when Dream is pressed
         with st.form(f"class_form_{model_key}"):
             c1, c2, c3 = st.columns([3, 1, 1])
             target = c1.selectbox(
@@ -323,7 +334,8 @@ with tabs[1]:
                 lambda job: dreams.class_model(model, int(target), int(steps), int(seed), job.report, preview=job.show),
                 ("class", model_key, int(target), int(steps), int(seed)),
             )
-        _panel(f"class:{model_key}", f"{model.name}_class_{_slug(model.labels[target])}", lambda d: _top5(model, d))
+        with slot:
+            _panel(f"class:{model_key}", f"{model.name}_class_{_slug(model.labels[target])}", lambda d: _top5(model, d))
 
 with tabs[2]:
     if tabs[2].open:
@@ -332,8 +344,10 @@ with tabs[2]:
         # VGG-16's own pre-processing crops the photo; the Fashion CNN gets the converted 28x28 picture
         source = common.model_input_rgb(sel) if model.channels == 1 else sel.image
         spatial = dreams.spatial_layers(model)
+        slot = st.container()  # progress and result above the form, in view when Dream is pressed
         with st.form(f"dd_form_{model_key}"):
-            c1, c2, c3, c4 = st.columns(4)
+            c1, c4 = st.columns([3, 1])  # a wide box for the layer's name
+            c2, c3 = st.columns(2)
             layer = c1.selectbox(
                 "Layer",
                 spatial,
@@ -357,13 +371,14 @@ with tabs[2]:
         start = dreams.start_picture(model, source)
         if f"deepdream:{model_key}" not in _session_jobs():
             st.image(figures.picture(start, 256), "your picture, as the network sees it", width=260)
-        _panel(
-            f"deepdream:{model_key}",
-            f"{model.name}_deepdream_{layer}",
-            before=(start, "your picture, as the network sees it"),
-            note="The objective drops at each new octave: the picture has just been enlarged, and the new, "
-            "finer details have not been amplified yet.",
-        )
+        with slot:
+            _panel(
+                f"deepdream:{model_key}",
+                f"{model.name}_deepdream_{layer}",
+                before=(start, "your picture, as the network sees it"),
+                note="The objective drops at each new octave: the picture has just been enlarged, and the new, "
+                "finer details have not been amplified yet.",
+            )
 
 with tabs[3]:
     if tabs[3].open:
@@ -395,6 +410,7 @@ with tabs[3]:
                         common.show_lens_error(exc)
             if style_image is not None:
                 c2.image(style_image, caption="style", width=200)
+            slot = st.container()  # progress and result above the form, in view when Dream is pressed
             with st.form(f"st_form_{model_key}"):
                 f1, f2, f3 = st.columns(3)
                 style_weight = f1.select_slider(
@@ -445,4 +461,5 @@ with tabs[3]:
                             content_weight,
                         ),
                     )
-            _panel(f"style:{model_key}", f"{model.name}_style_transfer")
+            with slot:
+                _panel(f"style:{model_key}", f"{model.name}_style_transfer")

@@ -228,14 +228,13 @@ f_idx, f_dist, p_idx, p_dist = cache.shared(
     ("neighbours", data_key, sel.input_key, k, metric),
     lambda: (*E.nearest(mine[0], feats, k, metric), *E.nearest(mine_pixels[0], pix, k, metric)),
 )
-left, right = st.columns(2)
-with left:
-    _neighbours("In the network's feature space", f_idx, f_dist, thumbs, groups)
-with right:
-    _neighbours("In raw pixel space", p_idx, p_dist, thumbs, groups)
+# One above the other, four to a row: side by side, a 1024 px projector gave 55 px thumbnails whose
+# captions broke over three lines.
+_neighbours("In the network's feature space", f_idx, f_dist, thumbs, groups)
+_neighbours("In raw pixel space", p_idx, p_dist, thumbs, groups)
 st.caption(
-    "Left: the images whose feature vectors are closest to your image's. Right: the images whose pixels are "
-    "closest. Pixel neighbours share brightness and outline; feature neighbours share what the network "
+    "Feature space: the images whose feature vectors are closest to your image's. Pixel space: the images whose "
+    "pixels are closest. Pixel neighbours share brightness and outline; feature neighbours share what the network "
     "learned to care about, often the class even when the pixels differ."
     + (f" Pixels of photos are compared at {E.PIXEL_SIDE}×{E.PIXEL_SIDE}." if model.input_size > E.PIXEL_SIDE else "")
 )

@@ -24,7 +24,7 @@ st.subheader(f"First layer: {n} filters of {k}×{k}×{channels}")
 st.plotly_chart(figures.filter_grid(first), width="stretch")
 st.caption(
     ("Colours show which colour each filter prefers: " if channels == 3 else "Light = positive weight, ")
-    + "grey = 0. Each filter is scaled on its own so its pattern is visible."
+    + "grey = 0. Each filter is scaled on its own so its pattern is visible; the corner shows its number."
 )
 
 st.subheader("Any filter, one input channel at a time")
@@ -38,7 +38,6 @@ st.plotly_chart(figures.kernel_grid(kernels), width="stretch")
 norms = np.abs(kernels).sum(axis=(1, 2))
 st.caption(
     f"Filter {index} of {layer} has one {kernels.shape[1]}×{kernels.shape[2]} kernel per input channel "
-    f"({kernels.shape[0]} in all); {figures.SIGNED_WORDS}. The input channels it weighs most: "
-    + ", ".join(str(i) for i in np.argsort(norms)[::-1][:5])
-    + "."
+    f"({kernels.shape[0]} in all, numbered by input channel); {figures.SIGNED_WORDS}. The input channels it "
+    "weighs most: " + ", ".join(str(i) for i in np.argsort(norms)[::-1][:5]) + "."
 )

@@ -9,18 +9,9 @@ from app.analyses import occlusion as occ
 from app.pictures import figures
 from pages import common
 
-# The maps take the column's width up to this many pixels: on a 1024 px screen the whole column
-# (~560 px; side by side with the picture the map was ~215 px wide), on a wide one no more, or the
-# square map sat in the middle and its colour bar far off at the right edge.
-MAP_WIDTH = 620
-CLASS_MAP_WIDTH = MAP_WIDTH + 200  # room for the legend of classes
-
-FILLS = {
-    "zero": "data-set mean colour",
-    "mean": "this image's mean colour",
-    "grey": "mid-grey",
-    "blur": "blurred copy of the image",
-}
+# The class map takes the column's width up to this many pixels (room for its legend of classes): on a
+# wide screen no more, or the square map sat in the middle and its legend far off at the right edge.
+CLASS_MAP_WIDTH = 820
 
 sel = common.page(
     "Occlusion",
@@ -46,13 +37,14 @@ stride = c2.select_slider(
     key=f"occ_stride_{sel.model_key}_{window}",
     help="How far the window moves between copies. Smaller strides give finer maps but take longer.",
 )
+fills = occ.fill_names(model)
 fill = c3.selectbox(
     "Fill",
-    list(FILLS),
-    format_func=FILLS.get,
+    list(fills),
+    format_func=fills.get,
     key="occ_fill",
-    help="What the hidden square is replaced with. The data-set mean colour is 0 after normalisation, "
-    "the average input of the training set.",
+    help=f"What the hidden square is replaced with. “{fills['zero']}” is the input 0 after normalisation; "
+    f"this network's mean and std are {model.normalisation_origin()}.",
 )
 with c4:
     target = common.class_picker(sel, "Class", key=f"occ_target_{sel.model_key}")
@@ -64,12 +56,8 @@ exact = st.toggle(
     "always runs in full precision.",
 )
 precision = "exact" if exact else "auto"
-if occ.engine_name(model) == "dense":
-    st.caption(
-        f"{model.title} has branches (residual connections), so every occluded copy runs through the whole "
-        "network. On a plain chain of layers such as VGG-16, only the part of each layer the square can "
-        "reach is recomputed."
-    )
+if occ.engine_name(model) == "dense":  # why this run is slow, before it starts; the footer says how each run went
+    st.caption(occ.engine_words("dense", model.title))
 n_y, n_x = occ.occluder_boxes((size, size), window, stride).shape[:2]
 params = dict(window=window, stride=stride, baseline=fill, precision=precision)
 run_key = (sel.input_key, *params.values())
@@ -107,7 +95,7 @@ stem = f"{sel.model_key}_occlusion_w{window}_s{stride}_{fill}_{label}"
 
 
 def downloads(name: str, picture: np.ndarray, values: np.ndarray) -> None:
-    common.download_pair(f"{stem}_{name}", picture, values, f"occ_{name}")
+    common.download_pair(f"{stem}_{name}", picture, values, f"occ_{name}", name.replace("_", " "))
 
 
 def grid_figure(values: np.ndarray, title: str, colorscale: str, value_name: str, zmid: float | None = None):
@@ -120,49 +108,51 @@ tab_score, tab_drop, tab_class, tab_cell = st.tabs(
 
 with tab_score:
     if tab_score.open:
-        kind = st.radio("Score", ["probability", "logit"], horizontal=True, key="occ_score")
+        # The map and the picture side by side (the score choice beside them), so both are on the first
+        # screen of a 768 px projector.
+        left, right = st.columns([3, 2])
+        kind = right.radio("Score", ["probability", "logit"], horizontal=True, key="occ_score")
         values = occ.target_prob_map(result, target) if kind == "probability" else result.logits[..., target]
-        # The map gets the whole column (up to MAP_WIDTH) and the picture a row below it.
-        st.plotly_chart(
+        left.plotly_chart(
             grid_figure(values, f"{label}:<br>{kind} with the window here", "Viridis", kind),
-            width=MAP_WIDTH,
+            width="stretch",
             key="occ_score_fig",
             theme=None,
         )
-        downloads(f"{kind}_map", figures.colorize(values, "Viridis"), values)
-        left, right = st.columns(2)
-        left.plotly_chart(figures.rgb_figure(base, "the network's input", height=320), width="stretch", key="occ_input")
+        right.plotly_chart(
+            figures.rgb_figure(base, "the network's input", height=300), width="stretch", key="occ_input"
+        )
         base_value = occ.base_probabilities(result)[target] if kind == "probability" else result.base_logits[target]
         right.caption(
             f"Each cell is one occluded copy, placed where the centre of the hidden square was. Unoccluded, the "
             f"{kind} of '{label}' is {base_value:.4g}; dark cells are positions where hiding the image lowers it."
         )
+        downloads(f"{kind}_map", figures.colorize(values, "Viridis"), values)
 
 with tab_drop:
     if tab_drop.open:
         drop = occ.prob_drop_map(result, target)
         pixels = occ.pixel_map(result, drop, (size, size))
         opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="occ_opacity")
-        st.plotly_chart(
+        left, right = st.columns([3, 2])
+        left.plotly_chart(
             grid_figure(drop, f"drop in P({label})", figures.SIGNED_SCALE, "drop", zmid=0.0),
-            width=MAP_WIDTH,
+            width="stretch",
             key="occ_drop_fig",
             theme=None,
         )
-        downloads("drop_map", figures.colorize(drop, signed=True), drop)
-        left, right = st.columns(2)
-        with left:
-            blended = figures.overlay(base, pixels, opacity, signed=True)
-            st.plotly_chart(
-                figures.rgb_figure(blended, "over the input", height=320), width="stretch", key="occ_drop_over"
-            )
-            downloads("drop_overlay", blended, pixels)
+        blended = figures.overlay(base, pixels, opacity, signed=True)
+        right.plotly_chart(
+            figures.rgb_figure(blended, "over the input", height=300), width="stretch", key="occ_drop_over"
+        )
         right.caption(
             "How much the probability of the class falls when each region is hidden "
             f"({figures.SIGNED_WORDS}: red where it falls, blue where it rises). "
             "The overlay gives every pixel the average drop over the windows that covered it, so the red "
             "regions are the ones the network needed most."
         )
+        downloads("drop_map", figures.colorize(drop, signed=True), drop)
+        downloads("drop_overlay", blended, pixels)
 
 with tab_class:
     if tab_class.open:
@@ -201,6 +191,6 @@ with tab_cell:
         )
 
 st.caption(
-    f"{n_y * n_x} occluded copies ({n_y}×{n_x} positions), computed in {result.precision}: only the part of each "
-    "layer that the square changes is recomputed, so this is several times faster than running every copy whole."
+    f"{n_y * n_x} occluded copies ({n_y}×{n_x} positions), computed in {result.precision}. "
+    + occ.engine_words(result.engine, model.title)
 )

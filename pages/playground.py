@@ -126,9 +126,11 @@ st.markdown(
     f"1/(N·N) = 1/{window * window} to each of the window's values. PyTorch's autograd computes this map."
 )
 c1, c2 = st.columns(2)
-shape_key = f"{pooled.shape[0]}x{pooled.shape[1]}"  # a new pooled size restarts the pickers inside it
-row = c1.number_input("Output row", 0, pooled.shape[0] - 1, pooled.shape[0] // 2, key=f"pg_cell_row_{shape_key}")
-col = c2.number_input("Output column", 0, pooled.shape[1] - 1, pooled.shape[1] // 2, key=f"pg_cell_col_{shape_key}")
+# A new pooled size, kind or picture restarts the pickers at a cell where the rule shows (not an all-zero tie).
+default_row, default_col = pg.teaching_cell(activated, kind, window, stride)
+shape_key = f"{pooled.shape[0]}x{pooled.shape[1]}_{kind}_{default_row}_{default_col}"
+row = c1.number_input("Output row", 0, pooled.shape[0] - 1, default_row, key=f"pg_cell_row_{shape_key}")
+col = c2.number_input("Output column", 0, pooled.shape[1] - 1, default_col, key=f"pg_cell_col_{shape_key}")
 grad = pg.pool_backward(activated, kind, window, stride, (int(row), int(col)))
 # The window plus a 2-value margin, with numbers and the map's own row/column numbers on the axes.
 size = window + 4
@@ -150,9 +152,17 @@ c2.plotly_chart(
     width="stretch",
     key="pg_grad",
 )
+ties = pg.tie_count(activated, window, stride, (int(row), int(col)))
+tie_words = ""
+if kind == "max" and ties > 1:
+    tie_words = (
+        f" {ties} values of this window tie for the maximum (all {pooled[int(row), int(col)]:.4g}), so which "
+        "one gets the gradient is "
+        "arbitrary: PyTorch picks the first in reading order. Pick a cell with one clear winner to see the rule."
+    )
 st.caption(
     f"The window of output ({row}, {col}) starts at input row {int(row) * stride}, column {int(col) * stride}; "
-    f"the gradients shown add up to {grad.sum():.3g}."
+    f"the gradients shown add up to {grad.sum():.3g}.{tie_words}"
 )
 
 st.subheader("Global average pooling")
@@ -209,10 +219,18 @@ st.caption(
 
 # ---------------------------------------------------------------- normalisation
 st.header("5. Normalisation")
+lowest = min((0 - m) / s for m, s in zip(model.mean, model.std, strict=True))
+highest = max((1 - m) / s for m, s in zip(model.mean, model.std, strict=True))
+spread = (
+    "so typical inputs sit around 0 with a spread of about 1"
+    if model.norm_data
+    else f"so every input lies between {lowest:.2f} and {highest:.2f}"
+)
 st.markdown(
-    "Before the first layer the pixels are rescaled twice: from whole numbers 0–255 to fractions 0–1, then shifted "
-    "by the training set's mean and divided by its standard deviation, so typical inputs sit around 0 with a "
-    "spread of about 1. Both steps are linear, so the histogram keeps its shape and only the axis changes."
+    "Before the first layer the pixels are rescaled twice: from whole numbers 0–255 to fractions 0–1, then a mean "
+    f"is subtracted and the result divided by a standard deviation, {spread}. For the {model.title} these are "
+    f"{model.normalisation_origin()}. Both steps are linear, so the histogram keeps its shape and only the axis "
+    "changes."
 )
 seen = np.asarray(sel.steps[-1].image)
 if model.channels == 3:
@@ -226,7 +244,8 @@ cols = st.columns(3)
 for col_, (name, stage) in zip(cols, stages.items(), strict=True):
     col_.plotly_chart(figures.histogram(stage["edges"], stage["counts"], name), width="stretch", key=f"pg_hist_{name}")
 st.caption(
-    f"Mean {model.mean[channel]:.3f} and standard deviation {model.std[channel]:.3f} of the training images "
-    f"(0–1 scale); this image: mean {stages['standardised']['values'].mean():.2f}, "
+    f"Mean {model.mean[channel]:.3f} and standard deviation {model.std[channel]:.3f} (0–1 scale, "
+    + ("the training images' statistics" if model.norm_data else "fixed constants")
+    + f"); this image: mean {stages['standardised']['values'].mean():.2f}, "
     f"std {stages['standardised']['values'].std():.2f} after normalisation."
 )

@@ -7,7 +7,6 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app.networks.layers import describe_rf, total_params
 from app.pictures import figures
 from pages import common
 
@@ -69,24 +68,75 @@ if sel.intake:
     )
 st.caption(
     "The network was trained on images prepared exactly this way, so every new image must go "
-    "through the same steps: the same size, and pixel values centred the same way."
+    "through the same steps: the same size, and pixel values centred the same way. The mean and std are "
+    f"{model.normalisation_origin()}."
 )
 
 st.subheader("Architecture")
-rows = [
-    {
-        "layer": r.name,
+# Short cells, so the whole table fits a 1024 px projector (the long headers and "224x224 (image is 224)"
+# cells pushed the receptive-field and stride columns off screen), and a long network (EfficientNet-Lite0:
+# 149 layers, ~6,000 px) in one collapsible block per stage.
+GROUPED_ABOVE = 40  # layers; fewer fit one table
+
+
+def _field(r) -> str:
+    if r.rf is None:
+        return "all"
+    return f"{r.rf}×{r.rf}" if r.rf <= model.input_size else f"all ({r.rf})"
+
+
+def _row(r, prefix: str = "") -> dict:
+    return {
+        "layer": r.name.removeprefix(prefix),
         "type": r.type,
-        "output shape": " × ".join(map(str, r.out_shape)),
-        "parameters": r.params,
-        "receptive field": describe_rf(r, model.input_size),
-        "stride at input": str(r.rf_stride) if r.rf_stride is not None else "–",
+        "output": "×".join(map(str, r.out_shape)),
+        "params": r.params,
+        "field": _field(r),
+        "stride": str(r.rf_stride) if r.rf_stride is not None else "–",
     }
-    for r in model.layers
-]
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height="content")  # every row, no scroll box
+
+
+def _table(rows: list[dict]) -> None:
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height="content")  # every row, no scroll box
+
+
+def _blocks(layers: list) -> list[tuple[str, list]]:
+    """Consecutive layers grouped by the first part of their names (stem, stage1, ..., head); one-layer
+    groups in a row (pool, flatten, dropout, fc) go together."""
+    blocks: list[tuple[str, list]] = []
+    for r in layers:
+        head = r.name.split(".")[0]
+        if blocks and blocks[-1][0] == head:
+            blocks[-1][1].append(r)
+        else:
+            blocks.append((head, [r]))
+    runs: list[tuple[str, list, bool]] = []  # (name, layers, a run of one-layer groups)
+    for name, rows in blocks:
+        if len(rows) == 1 and runs and runs[-1][2]:
+            runs[-1] = (runs[-1][0], runs[-1][1] + rows, True)
+        else:
+            runs.append((name, rows, len(rows) == 1))
+    return [
+        (f"{rows[0].name} … {rows[-1].name}" if len(rows) > 1 and single else name, rows) for name, rows, single in runs
+    ]
+
+
+layers = model.layers
+if len(layers) <= GROUPED_ABOVE:
+    _table([_row(r) for r in layers])
+else:
+    for name, rows in _blocks(layers):
+        last = rows[-1]
+        label = (
+            f"**{name}**: {len(rows)} layers, {sum(r.params for r in rows):,} parameters, output "
+            f"{'×'.join(map(str, last.out_shape))}, field {_field(last)}"
+        )
+        with st.expander(label):
+            prefix = f"{name}." if len(rows) > 1 and all(r.name.startswith(f"{name}.") for r in rows) else ""
+            _table([_row(r, prefix) for r in rows])
 st.caption(
-    f"{len(rows)} layers, {total_params(model.layers):,} parameters. The receptive field is the patch of "
-    "input pixels one output unit can see; it grows with every convolution and pooling layer. "
-    "The stride at the input is how many pixels apart two neighbouring units look."
+    f"{len(layers)} layers, {sum(r.params for r in layers):,} parameters. **field**: the receptive field, the "
+    "patch of input pixels one output unit can see (it grows with every convolution and pooling layer; 'all': "
+    "the whole image; 'all (N)': a field of N px, larger than the image). **stride**: how many input pixels "
+    "apart two neighbouring units look."
 )

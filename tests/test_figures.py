@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -84,3 +85,51 @@ def test_top_k_bar_keeps_the_whole_probability_axis() -> None:
         assert fig.layout.xaxis.tickvals[-1] == 1 and fig.layout.xaxis.tickformat == ".0%"
         assert list(fig.data[0].text) == [f"{p:.1%}" for _, p in pairs][::-1]
         assert fig.layout.margin.r >= 30  # room for the "100%" label at the right end
+
+
+# Colours Streamlit's browser code swaps for its theme's in any Plotly figure (streamlit_plotly_theme.py).
+STREAMLIT_PLACEHOLDERS = re.compile(r"#0000(?:0[1-9]|[1-3][0-9]|40)\b", re.IGNORECASE)
+
+
+def _traces(fig) -> str:
+    """The figure's traces as JSON (not the layout template: once Streamlit is imported, Plotly's default
+    template is Streamlit's own, placeholders and all, and explicit trace colours override it)."""
+    return json.dumps(fig.to_dict()["data"], default=str)
+
+
+def test_colour_bars_use_the_scale_of_the_pictures() -> None:
+    """Issue 21 item 5: with Inferno the bar showed lavender at 0 while the overlay was black there.
+    Every figure's colours must survive Streamlit (no placeholder colour), and the map's ends must be
+    the colours `colorize` paints into PNGs and overlays."""
+    values = np.linspace(0, 1, 16).reshape(4, 4)
+    for scale in ("Inferno", "Magma", "Jet", "Viridis", "Hot", "Greys_r"):
+        fig = figures.heatmap(values, "t", scale)
+        assert not STREAMLIT_PLACEHOLDERS.search(_traces(fig)), scale
+        low, high = _end_colours(fig)
+        painted = figures.colorize(values, scale)
+        assert np.allclose(low, painted[0, 0], atol=1) and np.allclose(high, painted[-1, -1], atol=1), scale
+    boxes = np.zeros((2, 2, 4), dtype=int)
+    hover = np.full((2, 2), "")
+    for fig in (
+        figures.feature_grid(np.random.default_rng(0).random((3, 4, 4)), colorscale="Inferno"),
+        figures.occlusion_grid(values[:2, :2], boxes, hover, "t", "Inferno", "v"),
+        figures.kernel_grid(np.zeros((3, 3, 3))),
+    ):
+        assert not STREAMLIT_PLACEHOLDERS.search(_traces(fig))
+
+
+def _annotations(fig) -> list[str]:
+    return [a.text for a in fig.layout.annotations]
+
+
+def test_every_tile_shows_its_number() -> None:
+    """Issue 21 item 8: a projector shows no hover, so tiles carry their channel number visibly."""
+    maps = np.random.default_rng(0).random((6, 5, 5))
+    order = np.array([4, 0, 5, 1, 3, 2])
+    assert _annotations(figures.feature_grid(maps, order)) == [str(c) for c in order]
+    assert _annotations(figures.filter_grid(np.zeros((5, 3, 3, 3)))) == ["0", "1", "2", "3", "4"]
+    assert _annotations(figures.kernel_grid(np.zeros((3, 3, 3)))) == ["0", "1", "2"]
+    many = figures.kernel_grid(np.zeros((150, 3, 3)))  # 13 x 12 tiles of ~20 px: numbers on the axes
+    assert not _annotations(many)
+    assert list(many.layout.yaxis.ticktext) == [str(13 * r) for r in range(12)]
+    assert list(many.layout.xaxis.ticktext)[:3] == ["+0", "+1", "+2"] and many.layout.yaxis.showticklabels

@@ -220,3 +220,11 @@ def test_without_abandon_after_a_job_runs_unwatched() -> None:
     release.set()
     job.join(10)
     assert job.state == "finished"
+
+
+def test_progress_words_before_the_first_step_do_not_say_step_0_of_0() -> None:
+    """Issue 21 item 7: the Dreams bar read "Step 0 of 0" until the first step was done."""
+    job: Job[int] = Job("dream", Slots(1), state="running", started=time.perf_counter())
+    assert "0 of 0" not in job.progress_text() and job.progress_text().startswith("Starting")
+    job.report(3, 64)
+    assert job.progress_text().startswith("Step 3 of 64 · about ")

@@ -58,7 +58,7 @@ def test_fashion_saliency_tab_defaults_to_the_prediction_and_offers_smoothgrad()
     predicted = target.value
     assert predicted == int(model.logits(x)[0].argmax())
     assert len(_charts(at)) == 2  # alone and overlay
-    assert _downloads(at) == ["PNG", ".npy", "PNG", ".npy"]
+    assert _downloads(at) == ["Saliency (PNG)", "its values (.npy)", "Saliency overlay (PNG)", "its values (.npy)"]
 
     at.toggle(key="attr_smooth").set_value(True).run()
     at.slider(key="attr_sg_samples").set_value(4).run()

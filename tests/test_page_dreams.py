@@ -3,6 +3,7 @@ download, the live panel shows queue places, and style transfer explains why the
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -87,6 +88,24 @@ def test_fashion_feature_visualisation_runs_from_the_button_to_a_download(store)
     assert job.result.image.shape == (28, 28, 1) and job.total == 32
     assert _downloads(at) == ["Download PNG"]
     assert len(at.get("image")) == 1 and len(at.get("plotly_chart")) == 1  # the picture and its objective curve
+    _readable_at_1024(at)
+
+
+def _readable_at_1024(at: AppTest) -> None:
+    """Issue 21 item 12: the layer's box is wide (a quarter of a 1024 px column read "stage6.block"), the
+    dream and its progress come before the form (below it they were below the fold after pressing Dream),
+    and the curve's title is on two lines (cut in its narrow column)."""
+    tab = at.tabs[0]
+    blocks = list(tab.children.values())
+    kinds = [block.type for block in blocks]
+    dream = next(i for i, b in enumerate(blocks) if hasattr(b, "children") and b.type != "form" and b.get("image"))
+    assert dream < kinds.index("form"), kinds  # the panel's container with the dream, then the form
+    form = next(block for block in tab.children.values() if block.type == "form")
+    layer_row = next(row for row in form.children.values() if row.get("selectbox"))
+    weights = [column.weight for column in layer_row.children.values()]
+    assert weights[0] / sum(weights) >= 0.7, weights
+    curve = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
+    assert "<br>" in curve
     # no unit table at hand: it is not computed here, a button offers the page that finds the best patches
     assert [b.label for b in at.button if b.key == "fv_units_link"] == [
         "Compare with the real pictures that excite relu2_1, channel 0 most"
@@ -105,8 +124,10 @@ def test_a_dream_shows_the_units_best_patches_when_its_table_is_stored(store, mo
     at.button[0].click()
     _ok(at.run())
     _finish(at, "features:fashion_cnn")
-    patches = [c for c in _captions(at) if c.startswith("#")]
-    assert patches == [f"#{rank}" for rank in range(1, 10)]
+    # one figure with gaps between the nine tiles (item 12: a row of st.image pictures touched)
+    [patches] = [c for c in at.get("plotly_chart") if c.proto.id.endswith("fv_patches")]
+    layout = json.loads(patches.proto.spec)["layout"]
+    assert [a["text"] for a in layout["annotations"]] == [f"#{rank}" for rank in range(1, 10)]
     assert any("test-set patches that excite this unit most" in c.value for c in at.caption)
     assert not [b for b in at.button if b.key == "fv_units_link"]
     assert len(list(store_dir().glob("fashion_units_*.npz"))) == 1  # read, not computed again

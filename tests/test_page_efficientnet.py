@@ -38,9 +38,22 @@ def test_prediction_page_names_the_cat_and_shows_the_dag_table():
     top1 = next(m.value for m in at.markdown if "Top-1" in m.value)
     assert "tiger cat" in top1 or "Egyptian cat" in top1
     assert not at.warning  # trained weights: no banner
-    table = at.dataframe[0].value.set_index("layer")
-    assert table.loc["stage2.block2.add", "receptive field"] == "19x19"
-    assert table.loc["stage2.block2.add", "stride at input"] == "4"
+    [stage2] = [e for e in at.expander if e.label.startswith("**stage2**")]
+    table = stage2.dataframe[0].value.set_index("layer")
+    assert table.loc["block2.add", "field"] == "19×19"
+    assert table.loc["block2.add", "stride"] == "4"
+
+
+def test_architecture_table_fits_a_1024_px_projector(lite):
+    """Issue 21 item 10: 149 rows (~6,000 px) with wide cells that pushed field and stride off screen."""
+    at = open_page(MODEL)
+    tables = [df.value for df in at.dataframe]
+    assert sum(len(t) for t in tables) == len(lite.layers)  # every layer, in collapsed blocks
+    assert len(tables) == len(at.expander) and max(len(t) for t in tables) <= 40
+    for t in tables:
+        assert list(t.columns) == ["layer", "type", "output", "params", "field", "stride"]
+        longest = {c: t[c].astype(str).str.len().max() for c in t.columns}
+        assert longest["field"] <= 10 and longest["output"] <= 11 and longest["layer"] <= 22, longest
 
 
 def test_activations_and_filters_pages(lite):

@@ -80,6 +80,10 @@ def test_fashion_map_pca_then_tsne_with_neighbours(small_fashion_set):
     assert all(" · d=" in c for c in captions)
     labels = {c.split(" · ")[0] for c in captions}
     assert labels <= set(CLASSES)
+    # issue 21 item 9: one section above the other, four thumbnails to a row of the whole column (side by
+    # side, a 1024 px projector gave 55 px thumbnails whose captions broke over three lines)
+    rows = [b for b in at.main.children.values() if getattr(b, "type", "") == "flex_container" and b.get("image")]
+    assert len(rows) == 4 and all(len(row.children) == 4 for row in rows)
 
     # a click on the map (the chart's selection state, as the browser sends it)
     (chart_key,) = [k for k in at.session_state if str(k).startswith("fs_map_")]

@@ -43,12 +43,14 @@ def _charts(at: AppTest) -> list:
     return at.get("plotly_chart")
 
 
-def _map_has_the_whole_column(at: AppTest) -> None:
-    """The map is not in a column (half of a 1024 px screen's column left it ~215 px wide); the picture is."""
-    in_columns = [chart for column in at.columns for chart in column.get("plotly_chart")]
-    assert len(in_columns) == 1 and _charts(at)[0] not in in_columns
-    layout = json.loads(_charts(at)[0].proto.spec)["layout"]
-    assert layout["height"] >= 500
+def _map_beside_the_picture(at: AppTest) -> None:
+    """Issue 21 item 11: the map and the picture in one row (below the map, the picture was below the fold
+    of a 768 px projector); the map gets the wider column."""
+    blocks = [block for tab in at.tabs for block in tab.children.values()]
+    [row] = [cols for cols in blocks if cols.type == "flex_container" and cols.get("plotly_chart")]
+    left, right = row.children.values()
+    assert len(left.get("plotly_chart")) == 1 and len(right.get("plotly_chart")) == 1
+    assert left.weight > right.weight
 
 
 def test_fashion_maps_legend_and_one_position():
@@ -57,8 +59,9 @@ def test_fashion_maps_legend_and_one_position():
     assert [t.label for t in at.tabs] == ["Class-score map", "Probability drop", "Predicted class", "One position"]
     assert not any("will take" in w.value for w in at.warning)  # 576 positions of a small network start at once
     assert len(_charts(at)) == 2  # score map, the input
-    _map_has_the_whole_column(at)
-    assert [b.proto.label for b in at.get("download_button")] == ["PNG", ".npy"]
+    _map_beside_the_picture(at)
+    # one pair of buttons, next to each other, naming the map they save
+    assert [b.proto.label for b in at.get("download_button")] == ["Probability map (PNG)", "its values (.npy)"]
     assert any("24×24 positions" in c.value for c in at.caption)
 
     at.session_state["occ_tab"] = "Predicted class"
@@ -73,7 +76,7 @@ def test_fashion_maps_legend_and_one_position():
     at.session_state["occ_tab"] = "Probability drop"
     _ok(at.run())
     assert len(_charts(at)) == 2 and len(at.get("download_button")) == 4
-    _map_has_the_whole_column(at)
+    _map_beside_the_picture(at)
     drop = _array(json.loads(_charts(at)[0].proto.spec)["data"][0]["z"])
     assert drop.shape == (24, 24)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app.analyses import playground as pg
@@ -91,3 +92,27 @@ def test_vgg_normalises_the_chosen_colour_channel() -> None:
     assert not at.exception
     assert any("Mean 0.456 and standard deviation 0.224" in c.value for c in at.caption)
     assert len(at.dataframe[-1].value) == 10  # top 10 of 1000 ImageNet classes
+
+
+def test_backward_pool_starts_where_the_rule_shows_and_an_all_zero_window_says_so() -> None:
+    """Issue 21 item 6: on a flat picture the centre cell is all zero after ReLU, a tie for max pooling."""
+    flat = np.full((64, 96), 120, dtype=np.uint8)
+    flat[6:18, 9:21] = 130 + 10 * np.arange(12)[:, None]  # a shaded square off centre: the only edges
+    at = _app(image=png_bytes(Image.fromarray(flat).convert("RGB"))).run()
+    assert not at.exception
+    row, col = (int(n.value) for n in at.number_input if n.label in ("Output row", "Output column"))
+    activated = pg.relu(pg.convolve(pg.grey_array(Image.fromarray(flat)), np.array(pg.KERNELS["Sobel x"])))
+    window = activated[2 * row : 2 * row + 2, 2 * col : 2 * col + 2]  # default window 2, stride 2
+    assert window.max() > 0 and (window == window.max()).sum() == 1, window
+    assert not any("tie for the maximum" in c.value for c in at.caption)
+
+    centre = (activated.shape[0] // 4, activated.shape[1] // 4)
+    assert not activated[2 * centre[0] : 2 * centre[0] + 2, 2 * centre[1] : 2 * centre[1] + 2].any()
+    [r, c] = [n for n in at.number_input if n.label in ("Output row", "Output column")]
+    r.set_value(centre[0]).run()
+    c.set_value(centre[1]).run()
+    assert any("4 values of this window tie for the maximum (all 0)" in c.value for c in at.caption)
+    values = _z(at, "pg_window_values")
+    if not values.any():  # the whole shown neighbourhood is 0: the map says so, on a bar from 0
+        spec = next(json.loads(e.proto.spec) for e in at.get("plotly_chart") if "pg_window_values" in e.proto.id)
+        assert "every value 0" in spec["layout"]["title"]["text"] and spec["data"][0]["zmin"] == 0

@@ -28,9 +28,9 @@ def test_prediction_page(model_name):
     assert any("Top-1" in m.value for m in at.markdown)
     assert len(plotly_charts(at)) == 1
     table = at.dataframe[0].value
-    assert {"layer", "type", "output shape", "parameters", "receptive field", "stride at input"} <= set(table.columns)
+    assert {"layer", "type", "output", "params", "field", "stride"} <= set(table.columns)
     if model_name == "vgg16":
-        assert table.set_index("layer").loc["conv5_3", "receptive field"] == "196x196"
+        assert table.set_index("layer").loc["conv5_3", "field"] == "196×196"
         assert any("not been trained" in w.value for w in at.warning) or "ImageNet" in at.caption[0].value
 
 
@@ -134,3 +134,13 @@ def test_a_network_trained_in_the_session_replaces_the_shipped_one(fashion_untra
     key = at.session_state["session_model_key"]
     assert key.startswith("fashion_cnn@") and len(key) > len("fashion_cnn@") + 8
     assert "untrained" in at.caption[0].value  # the session network's weights, not the shipped ones
+
+
+def test_activation_buttons_fit_half_a_1024_px_column():
+    """Issue 21 item 13: the labels were cut ("...look for? Dr..."). Half of a 1024 px screen's main column is
+    ~270 px; with the icon and padding that leaves room for about 28 characters of 14 px text."""
+    at = open_page("fashion_cnn", "pages/activations.py")
+    labels = [at.button(key=k).label for k in ("dream_this_channel", "units_this_channel")]
+    assert all(len(label) <= 28 for label in labels), labels
+    channel = at.number_input[-1].value
+    assert any(m.value == f"**What does channel {channel} look for?**" for m in at.markdown)

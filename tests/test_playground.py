@@ -162,3 +162,13 @@ def test_grey_array_and_crop() -> None:
     assert grey.shape == (50, 100) and grey[0, 0] == 76
     assert pg.crop(grey, 48, 97).shape == (8, 8)  # clamped inside the map
     np.testing.assert_array_equal(pg.crop(X, 1, 1, size=2), [[6, 5], [2, 9]])
+
+
+def test_teaching_cell_has_one_clear_winner_or_the_largest_sum() -> None:
+    # windows of X (2x2, stride 2): max minus runner-up 6-4=2, 5-3=2, 7-2=5, 9-8=1; sums 13, 9, 10, 22
+    assert pg.teaching_cell(X, "max", 2, 2) == (1, 0)
+    assert pg.teaching_cell(X, "avg", 2, 2) == (1, 1)
+    assert pg.tie_count(X, 2, 2, (1, 0)) == 1
+    zeros = np.zeros((6, 6), dtype=np.float32)
+    assert pg.teaching_cell(zeros, "max", 2, 2) == (1, 1)  # nothing to choose: the centre
+    assert pg.tie_count(zeros, 2, 2, (1, 1)) == 4

@@ -107,7 +107,8 @@ def occluder_boxes(size: tuple[int, int], window: int | Sequence[int], stride: i
 def make_baseline(model: LoadedModel, x: torch.Tensor, kind: str) -> torch.Tensor:
     """The occluder's fill, [1, C, H, W] in the model's normalised units.
 
-    zero: 0 after normalisation, i.e. the training set's mean colour;
+    zero: 0 after normalisation: the training set's mean colour where mean/std are its statistics,
+    else whatever the model's constants make 0 (mid-grey for EfficientNet-Lite; see `fill_names`);
     mean: this image's own mean colour; grey: mid-grey (0.5) pixels;
     blur: a strongly blurred copy, which hides detail but keeps colour and layout.
     """
@@ -455,6 +456,43 @@ def _macs(step: Callable, out_shape: tuple[int, ...]) -> int:
     if isinstance(step, nn.Linear):
         return step.in_features * step.out_features
     return 0
+
+
+def fill_names(model: LoadedModel) -> dict[str, str]:
+    """What each of BASELINES is for this model, in words: the same fill means different pixels per model.
+
+    "zero" is the data set's mean colour only where the normalisation uses its statistics; for a model
+    with fixed constants (EfficientNet-Lite: (p - 127) / 128) it is a grey, nearly the "grey" fill.
+    """
+    colour = "grey" if model.channels == 1 else "colour"
+    grey_zero = len(set(model.mean)) == 1
+    if model.norm_data:
+        zero = f"{model.norm_data} mean {colour}"
+    elif grey_zero:
+        zero = f"grey {model.mean[0] * 255:.0f}/255 (the network's 0)"
+    else:
+        zero = "the network's 0 (" + ", ".join(f"{m * 255:.0f}" for m in model.mean) + " of 255)"
+    near_grey = max(abs(m - 0.5) for m in model.mean) < 1 / 255
+    return {
+        "zero": zero,
+        "mean": f"this image's mean {colour}",
+        "grey": "mid-grey (0.5)" + (", about the same as the network's 0" if near_grey else ""),
+        "blur": "blurred copy of the image",
+    }
+
+
+def engine_words(engine: str, title: str) -> str:
+    """How the occluded copies were (or will be) computed, for the page to state once and truly."""
+    if engine == "dense":
+        return (
+            f"{title} has branches (residual connections), so every occluded copy runs whole through the "
+            "network; on a plain chain of layers such as VGG-16 only the part of each layer the square changes "
+            "is recomputed."
+        )
+    return (
+        f"{title} is a plain chain of layers, so only the part of each layer that the square changes is "
+        "recomputed, several times faster than running every copy whole."
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -127,6 +127,40 @@ def pool_backward(x: np.ndarray, kind: PoolKind, window: int, stride: int, cell:
     return inp.grad[0, 0].numpy()
 
 
+def window_values(x: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """[out_H, out_W, window·window]: the values each pooling window reads (F.unfold, the op's own positions)."""
+    cols = F.unfold(_t(x), window, stride=stride)[0]  # [window·window, out_H·out_W]
+    out_h = (x.shape[0] - window) // stride + 1
+    return cols.T.reshape(out_h, -1, window * window).numpy()
+
+
+def teaching_cell(x: np.ndarray, kind: PoolKind, window: int, stride: int) -> tuple[int, int]:
+    """The output cell whose backward pass shows the rule best, for the page's default.
+
+    Max pooling: the window whose winner beats its runner-up by the most, so the gradient
+    visibly goes to one clear value (in an all-zero region it goes to an arbitrary tie);
+    among equal margins, the largest winner.
+    Average pooling: the window with the largest sum, so the shared gradient sits on real
+    values. Ties: the cell nearest the centre of the map.
+    """
+    values = window_values(x, window, stride)
+    top = np.sort(values, axis=-1)
+    if kind == "max":  # the clearest winner first; where every window ties, at least a non-zero one
+        keys = (top[..., -1] - (top[..., -2] if window > 1 else 0.0), top[..., -1])
+    else:
+        keys = (values.sum(axis=-1),)
+    rows, cols = np.indices(top.shape[:2])
+    distance = (rows - (rows.shape[0] - 1) / 2) ** 2 + (cols - (rows.shape[1] - 1) / 2) ** 2
+    best = np.lexsort((distance.ravel(), *(-k.ravel() for k in reversed(keys))))[0]
+    return int(rows.ravel()[best]), int(cols.ravel()[best])
+
+
+def tie_count(x: np.ndarray, window: int, stride: int, cell: tuple[int, int]) -> int:
+    """How many values of the cell's window share its maximum (more than 1: max pooling's choice is arbitrary)."""
+    values = window_values(x, window, stride)[cell]
+    return int((values == values.max()).sum())
+
+
 def fully_connected(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Scores = W · features + b (F.linear): each output is a weighted sum of every input."""
     return F.linear(

@@ -50,6 +50,9 @@ class LoadedModel:
     trained: bool
     device: torch.device
     precision: str = "auto"  # bulk analyses (features, occlusion): bf16 where the hardware has it
+    # The data set whose pixel statistics mean and std are, or None where they are fixed constants the
+    # network was trained with (EfficientNet-Lite: (p - 127) / 128): pages must not call those statistics.
+    norm_data: str | None = None
     layers: list[LayerInfo] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False)
@@ -90,6 +93,17 @@ class LoadedModel:
             if row.name == name:
                 return row
         raise KeyError(f"{self.name} has no layer {name!r}")
+
+    def normalisation_origin(self) -> str:
+        """What mean and std are, in words a student can check: a data set's statistics or fixed constants."""
+        if self.norm_data:
+            return f"the pixel mean and standard deviation of the {self.norm_data} training images"
+        per_channel = [f"(p − {m * 255:.0f}) / {s * 255:.0f}" for m, s in zip(self.mean, self.std, strict=True)]
+        scaled = per_channel[0] if len(set(per_channel)) == 1 else "; ".join(per_channel) + " (one per channel)"
+        return (
+            f"fixed constants, not statistics of any data set: this network was trained on pixels p (0–255) "
+            f"scaled as {scaled}"
+        )
 
     @property
     def channels(self) -> int:

@@ -55,6 +55,7 @@ class InputSpec:
     input_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    norm_data: str | None  # whose pixel statistics mean/std are; None: fixed constants (see LoadedModel)
 
 
 def _imagenet_labels() -> tuple[str, ...]:
@@ -62,11 +63,11 @@ def _imagenet_labels() -> tuple[str, ...]:
 
 
 SPECS = {
-    "vgg16": InputSpec(_imagenet_labels(), 224, IMAGENET_MEAN, IMAGENET_STD),
+    "vgg16": InputSpec(_imagenet_labels(), 224, IMAGENET_MEAN, IMAGENET_STD, "ImageNet"),
     "efficientnet_lite0": InputSpec(
-        _imagenet_labels(), efficientnet_lite.INPUT_SIZE, efficientnet_lite.MEAN, efficientnet_lite.STD
+        _imagenet_labels(), efficientnet_lite.INPUT_SIZE, efficientnet_lite.MEAN, efficientnet_lite.STD, None
     ),
-    "fashion_cnn": InputSpec(FASHION_CLASSES, 28, (FASHION_MEAN,), (FASHION_STD,)),
+    "fashion_cnn": InputSpec(FASHION_CLASSES, 28, (FASHION_MEAN,), (FASHION_STD,), "Fashion-MNIST"),
 }
 
 
@@ -229,6 +230,7 @@ def wrap(
         trained,
         device,
         precision=BULK_PRECISION.get(name, "auto"),
+        norm_data=spec.norm_data,
     )
     model.layers = layer_table(net, (model.channels, model.input_size, model.input_size))
     return model
@@ -281,7 +283,7 @@ def torchvision_model(
         except RuntimeError as exc:
             raise WeightsUnavailableError(f"{weights} is not a {architecture} state dict: {exc}") from exc
         origin, trained = f"file {Path(weights).name}", True
-    spec = InputSpec(_imagenet_labels(), 224, IMAGENET_MEAN, IMAGENET_STD)
+    spec = InputSpec(_imagenet_labels(), 224, IMAGENET_MEAN, IMAGENET_STD, "ImageNet")
     return wrap(name or architecture, net, origin, trained, title or architecture, device, spec)
 
 

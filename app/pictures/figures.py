@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
-from plotly.colors import qualitative, sample_colorscale
+from plotly.colors import get_colorscale, hex_to_rgb, label_rgb, qualitative, sample_colorscale
 
 GAP = np.nan  # mosaic gaps render transparent
 CLASS_PALETTE = qualitative.Dark24  # one colour per class in maps of predicted classes
@@ -26,6 +26,18 @@ GROUP_PALETTE = qualitative.D3
 # so the convention "red = positive" needs its reverse.
 SIGNED_SCALE = "RdBu_r"
 SIGNED_WORDS = "red = positive, blue = negative, white = 0"
+
+
+def plotly_scale(colorscale: str | Sequence) -> list[list]:
+    """A colour scale (a name or [position, colour] pairs) as [position, "rgb(r, g, b)"] pairs.
+
+    Streamlit's browser code treats the colours #000001 to #000040 in any Plotly figure as
+    placeholders for its theme's colours and replaces them, even with theme=None: Inferno's and
+    Magma's black at 0 ("#000004") became a lavender, so the colour bar and the low values no
+    longer matched `colorize`'s PNGs and overlays. Written as rgb() no colour is replaced.
+    """
+    scale = get_colorscale(colorscale) if isinstance(colorscale, str) else colorscale
+    return [[float(p), label_rgb(hex_to_rgb(c)) if c.startswith("#") else c] for p, c in scale]
 
 
 def top_k_bar(pairs: list[tuple[str, float]], title: str = "Top predictions") -> go.Figure:
@@ -82,6 +94,51 @@ def _downsample(maps: np.ndarray, max_side: int) -> np.ndarray:
     return padded.reshape(c, hp // f, f, wp // f, f).mean(axis=(2, 4))
 
 
+# Tiles up to this many get their number printed in a corner; more (a 512-channel kernel grid,
+# ~20 px tiles) would be covered by the labels, so rows and columns are numbered on the axes instead.
+NUMBERED_TILES = 100
+
+
+def number_tiles(fig: go.Figure, numbers: Sequence[int], cols: int, h: int, w: int, gap: int) -> go.Figure:
+    """Print each tile's number visibly (a projector shows no hover): in the tile's top-left corner, or,
+    for many small tiles, as row starts on the y axis and column offsets (+0, +1, ...) on the x axis.
+
+    Tile i sits at row i // cols, column i % cols of a mosaic with `gap` between h x w tiles; the
+    numbers are what a caption calls the tiles (channel numbers in the chosen order)."""
+    numbers = [int(n) for n in numbers]
+    if len(numbers) <= NUMBERED_TILES:
+        for i, number in enumerate(numbers):
+            r, c = divmod(i, cols)
+            fig.add_annotation(
+                x=c * (w + gap) - 0.5,
+                y=r * (h + gap) - 0.5,
+                text=str(number),
+                showarrow=False,
+                xanchor="left",
+                yanchor="top",
+                font=dict(size=11, color="black"),
+                bgcolor="rgba(255,255,255,0.8)",
+                borderpad=1,
+            )
+        return fig
+    rows = math.ceil(len(numbers) / cols)
+    fig.update_layout(margin=dict(l=36, t=30))
+    fig.update_yaxes(
+        visible=True,
+        showticklabels=True,
+        tickvals=[r * (h + gap) + (h - 1) / 2 for r in range(rows)],
+        ticktext=[str(numbers[r * cols]) for r in range(rows)],
+    )
+    fig.update_xaxes(
+        visible=True,
+        showticklabels=True,
+        side="top",
+        tickvals=[c * (w + gap) + (w - 1) / 2 for c in range(cols)],
+        ticktext=[f"+{c}" for c in range(cols)],
+    )
+    return fig
+
+
 def mosaic(maps: np.ndarray, cols: int, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Tile [N, h, w] maps row-major; returns (values, tile index per cell, -1 in gaps)."""
     n, h, w = maps.shape
@@ -106,7 +163,7 @@ def feature_grid(
     titles: Sequence[str] | None = None,
     height: int = 640,
 ) -> go.Figure:
-    """All channels of one layer as a mosaic; hover tells the channel number.
+    """All channels of one layer as a mosaic, each tile numbered with its channel (see number_tiles).
 
     shared_scale=False stretches each map to its own min..max, which shows the
     pattern inside weak maps but hides how weak they are. cols fixes the number of
@@ -128,7 +185,7 @@ def feature_grid(
         go.Heatmap(
             z=values,
             customdata=channel,
-            colorscale=colorscale,
+            colorscale=plotly_scale(colorscale),
             hovertemplate="channel %{customdata}<br>value %{z:.3g}<extra></extra>",
             colorbar=dict(title="activation" if shared_scale else "per-map<br>0..1", thickness=12),
         )
@@ -144,7 +201,7 @@ def feature_grid(
     fig.update_yaxes(autorange="reversed", scaleanchor="x", **axes)
     fig.update_xaxes(**axes)
     fig.update_layout(margin=dict(l=0, r=0, t=30 if titles else 10, b=0), height=height, plot_bgcolor="white")
-    return fig
+    return fig if titles else number_tiles(fig, order, cols, h, w, 1)
 
 
 def heatmap(
@@ -157,11 +214,24 @@ def heatmap(
     """One 2-D map with pixel hover; signed=True draws it in the signed convention (SIGNED_WORDS)."""
     if signed:
         colorscale, zmid = SIGNED_SCALE, 0.0
+    zmin = zmax = None
+    finite = np.asarray(values, dtype=np.float64)[np.isfinite(values)]
+    if finite.size and finite.min() == finite.max():
+        # One value everywhere: Plotly would invent a range around it (an all-zero map got a -0.4…0.4 bar).
+        # Draw it on a bar that starts at 0 and say so in the title.
+        value = float(finite[0])
+        zmin, zmax = (min(value, 0.0), max(value, 0.0)) if value else (0.0, 1.0)
+        if signed or zmid is not None:
+            reach = abs(value) or 1.0
+            zmin, zmax, zmid = -reach, reach, None
+        title = f"{title}: every value {value:.4g}" if title else f"every value {value:.4g}"
     fig = go.Figure(
         go.Heatmap(
             z=values,
-            colorscale=colorscale,
+            colorscale=plotly_scale(colorscale),
             zmid=zmid,
+            zmin=zmin,
+            zmax=zmax,
             hovertemplate="x %{x}, y %{y}<br>%{z:.4g}<extra></extra>",
             colorbar=dict(thickness=12),
         )
@@ -230,7 +300,7 @@ def rgb_figure(image: np.ndarray, title: str = "", height: int = 420) -> go.Figu
 
 
 def filter_grid(filters: np.ndarray, upscale: int = 8) -> go.Figure:
-    """First-layer filters [N, k, k, C] in 0..1 as a grid of small pictures."""
+    """First-layer filters [N, k, k, C] in 0..1 as a grid of small pictures, each numbered."""
     n, k, _, c = filters.shape
     cols = math.ceil(math.sqrt(n))
     big = np.kron(filters, np.ones((1, upscale, upscale, 1)))
@@ -241,18 +311,19 @@ def filter_grid(filters: np.ndarray, upscale: int = 8) -> go.Figure:
         canvas[y : y + k * upscale, x : x + k * upscale] = big[i] if c == 3 else big[i, ..., :1]
     fig = hide_axes(go.Figure(go.Image(z=(canvas * 255).astype(np.uint8), hoverinfo="skip")))
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520)
-    return fig
+    return number_tiles(fig, range(n), cols, k * upscale, k * upscale, 2)
 
 
 def kernel_grid(kernels: np.ndarray) -> go.Figure:
-    """One filter's kernels [in, k, k] in the signed convention (SIGNED_WORDS), centred on zero."""
+    """One filter's kernels [in, k, k] in the signed convention (SIGNED_WORDS), centred on zero; numbered by
+    input channel, the numbers the Filters page's caption names."""
     cols = math.ceil(math.sqrt(len(kernels)))
     values, index = mosaic(kernels, cols)
     fig = go.Figure(
         go.Heatmap(
             z=values,
             customdata=index,
-            colorscale=SIGNED_SCALE,
+            colorscale=plotly_scale(SIGNED_SCALE),
             zmid=0,
             hovertemplate="input channel %{customdata}<br>weight %{z:.4f}<extra></extra>",
             colorbar=dict(title="weight", thickness=12),
@@ -262,7 +333,8 @@ def kernel_grid(kernels: np.ndarray) -> go.Figure:
     fig.update_yaxes(autorange="reversed", scaleanchor="x", **axes)
     fig.update_xaxes(**axes)
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520, plot_bgcolor="white")
-    return fig
+    k = kernels.shape[-1]
+    return number_tiles(fig, range(len(kernels)), cols, k, k, 1)
 
 
 def number_map(
@@ -298,7 +370,7 @@ def occlusion_grid(
     colorscale: str | list,
     value_name: str,
     zmid: float | None = None,
-    height: int = 520,
+    height: int = 460,
 ) -> go.Figure:
     """One cell per occluder position, centred where the window's centre was.
 
@@ -314,18 +386,19 @@ def occlusion_grid(
             x=cx,
             y=cy,
             customdata=np.stack([box_text, hover], axis=-1),
-            colorscale=colorscale,
+            colorscale=plotly_scale(colorscale),
             zmid=zmid,
             hovertemplate=f"{value_name} %{{z:.4g}}<br>window %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>",
             colorbar=dict(thickness=14, len=0.9),
         )
     )
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)")
-    fig.update_xaxes(constrain="domain", title="window centre x (px)")
-    # Meant for the page's whole column (the picture goes in a row below): half of a 1024 px
-    # screen's column left ~215 px of map beside axis titles and a colour bar. The height
-    # then sets the map's side: 520 - 110 px of title and axis = a ~410 px square.
-    fig.update_layout(title=title, margin=dict(l=60, r=10, t=60, b=50), height=height)
+    # automargin: Plotly makes room for the axis titles, which a fixed margin clipped at 1440 px
+    fig.update_yaxes(
+        autorange="reversed", scaleanchor="x", constrain="domain", title="window centre y (px)", automargin=True
+    )
+    fig.update_xaxes(constrain="domain", title="window centre x (px)", automargin=True)
+    # Meant for 3/5 of the page's column, beside the picture: the height sets the map's side.
+    fig.update_layout(title=title, margin=dict(l=10, r=10, t=60, b=10), height=height)
     return fig
 
 

@@ -177,6 +177,15 @@ class Job(Generic[T]):
         elapsed = time.perf_counter() - self.started
         return elapsed / self.done * max(0, self.total - self.done)
 
+    def progress_text(self) -> str:
+        """The progress bar's words. Before the work's first report the total is not known yet (the first
+        step also builds the network's graph, seconds on a big model), so it says it is starting rather
+        than "Step 0 of 0"."""
+        if not self.total:
+            return "Starting: preparing the network for the first step…"
+        eta = self.eta()
+        return f"Step {self.done} of {self.total}" + (f" · about {eta:.0f} s left" if eta is not None else "")
+
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
