@@ -88,7 +88,8 @@ EXPLAIN = {
 sel = common.page(
     "Which pixels matter?",
     "Attribution maps trace a score back to the input image, to show which pixels the network relied on. "
-    "All of them come from one forward and one backward pass; they differ in what they let flow backwards.",
+    "Gradient maps and the CAM family need one forward and one backward pass; Score-CAM and Integrated "
+    "Gradients need many. Beside each map, its deletion and insertion curves test it on the network itself.",
 )
 model = sel.model
 
@@ -204,7 +205,7 @@ def scored(method: str, layer: str, **options) -> xp.Scored:
         f"{method} for '{label}' with its faithfulness curves",
         f"Compute {method}",
         f"attr_{method}_{layer}",
-        f"{method}",
+        f"{method} and its curves, % done",
         **params,
     )
 

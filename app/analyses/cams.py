@@ -135,12 +135,14 @@ _forward_seconds: weakref.WeakKeyDictionary[LoadedModel, float] = weakref.WeakKe
 
 
 def forward_seconds(model: LoadedModel, batch: int = SCORE_CAM_BATCH) -> float:
-    """Seconds per image of a batched fp32 forward pass, timed once per model (a page's estimate)."""
+    """Seconds per image of a batched fp32 forward pass, timed once per model (a page's estimate)
+    after one warm-up image (the first pass also sets up the kernels, several times slower)."""
     if model not in _forward_seconds:
         graph = attr._graph(model, False, attr._logits_name(model))
         x = torch.zeros(batch, model.channels, model.input_size, model.input_size)
-        start = time.perf_counter()
         with sharing.forward(), torch.inference_mode(), attr._no_autocast(model):
+            graph(x[:1].to(model.device, memory_format=torch.channels_last))
+            start = time.perf_counter()
             graph(x.to(model.device, memory_format=torch.channels_last))
         _forward_seconds[model] = (time.perf_counter() - start) / batch
     return _forward_seconds[model]
