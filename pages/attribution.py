@@ -405,11 +405,11 @@ with tabs[6]:
                 else ""
             )
         )
-        cols = st.columns(4)
+        cols = st.columns(3)
         for i, r in enumerate(rows):
-            with cols[i % 4]:
+            with cols[i % 3]:
                 st.plotly_chart(
-                    faith_fig.curves_figure(r.curves, label).update_layout(title=r.method),
+                    faith_fig.curves_figure(r.curves, label, f"{i + 1}. {r.method}"),
                     width="stretch",
                     key=f"rank_curves_{i}",
                     theme=None,

@@ -10,7 +10,7 @@ DELETION_COLOUR = "#d62728"
 INSERTION_COLOUR = "#2ca02c"
 
 
-def curves_figure(curves: Curves, label: str, height: int = 260) -> go.Figure:
+def curves_figure(curves: Curves, label: str, title: str = "Deletion / insertion", height: int = 280) -> go.Figure:
     """Probability of `label` as the map's most important pixels are removed (deletion, lower area is
     better) or put back onto a blurred image (insertion, higher is better); areas in the legend."""
     percent = curves.fractions * 100
@@ -24,18 +24,19 @@ def curves_figure(curves: Curves, label: str, height: int = 260) -> go.Figure:
                 x=percent,
                 y=values,
                 mode="lines",
-                name=f"{name} · area {area:.2f}",
+                name=f"{name} {area:.2f}",
                 line=dict(color=colour, width=2),
-                hovertemplate=f"{name}: %{{x:.0f}} % of pixels → p = %{{y:.3f}}<extra></extra>",
+                hovertemplate=f"{name}: p({label}) = %{{y:.3f}}<extra></extra>",
             )
         )
-    fig.update_xaxes(title="% of pixels changed (most important first)", range=[0, 100])
-    fig.update_yaxes(title=f"p({label})", range=[0, 1.02])
+    fig.update_xaxes(title=dict(text="% of pixels", standoff=4), range=[0, 100], tickvals=[0, 50, 100])
+    fig.update_yaxes(title=dict(text="probability", standoff=2), range=[0, 1.02], tickvals=[0, 0.5, 1])
     fig.update_layout(
-        title="Deletion / insertion",
+        title=dict(text=title, font=dict(size=13)),
         height=height,
-        margin=dict(l=50, r=10, t=40, b=40),
-        legend=dict(orientation="h", yanchor="bottom", y=-0.75, x=0),
+        margin=dict(l=45, r=20, t=36, b=30),
+        legend=dict(orientation="h", yanchor="top", y=-0.28, x=0, title_text="area:"),
         font=dict(size=11),
+        hovermode="x unified",
     )
     return fig
