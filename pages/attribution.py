@@ -151,14 +151,15 @@ def heat_panels(
     """A [H, W] map alone and overlaid on the network's input, both scaled 0-1 with the clip slider,
     and beside them the curves of `method` (at `layer`; `result` if already computed)."""
     scaled = attr.unit_range(values, clip)
+    st.markdown(f"**{name}**")
     alone, over, curves = st.columns(3)
     with alone:
-        fig = figures.heatmap(scaled, f"{name} alone (0–1)", colorscale)
+        fig = figures.heatmap(scaled, "alone (0–1)", colorscale)
         st.plotly_chart(fig, width="stretch", key=f"{key}_alone", theme=None)
         downloads(name, figures.colorize(scaled, colorscale), values, f"{key}_alone")
     with over:
         blended = figures.overlay(base, scaled, opacity, colorscale)
-        st.plotly_chart(figures.rgb_figure(blended, f"{name} over the input"), width="stretch", key=f"{key}_over")
+        st.plotly_chart(figures.rgb_figure(blended, "over the input"), width="stretch", key=f"{key}_over")
         downloads(f"{name}_overlay", blended, values, f"{key}_over")
     if method is not None:
         with curves:
@@ -175,12 +176,13 @@ def gradient_panels(
     """A signed [C, H, W] gradient as a picture, its magnitude as a grey map, and the curves if given."""
     picture = signed_picture(grad)
     grey = figures.colorize(attr.unit_range(attr.magnitude(grad), clip), "Greys_r")
+    st.markdown(f"**{name}**")
     left, right, curves = st.columns(3)
     with left:
-        st.plotly_chart(figures.rgb_figure(picture, f"{name} (signed)"), width="stretch", key=f"{key}_rgb")
+        st.plotly_chart(figures.rgb_figure(picture, "signed"), width="stretch", key=f"{key}_rgb")
         downloads(name, picture, grad, f"{key}_rgb")
     with right:
-        st.plotly_chart(figures.rgb_figure(grey, f"{name}: magnitude"), width="stretch", key=f"{key}_mag")
+        st.plotly_chart(figures.rgb_figure(grey, "magnitude"), width="stretch", key=f"{key}_mag")
         downloads(f"{name}_magnitude", grey, attr.magnitude(grad), f"{key}_mag")
     if method is not None:
         with curves:
