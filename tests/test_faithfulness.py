@@ -8,12 +8,14 @@ import torch
 from torch import nn
 
 from app.analyses import attribution as attr
+from app.analyses import explanations as xp
 from app.analyses import faithfulness as faith
 from app.analyses import occlusion
 from app.networks.activations import activations
 from app.networks.layers import layer_table, with_shapes
 from app.networks.loaded import LoadedModel
 from tests.oracles import predicted, real_input
+from tests.test_attribution import assert_module_untouched
 
 SIDE = 6
 
@@ -119,3 +121,11 @@ def test_bad_arguments_are_refused(fashion: LoadedModel) -> None:
         faith.deletion_insertion(fashion, x, np.ones((28, 28)), 0, steps=0)
     with pytest.raises(ValueError, match="class index"):
         faith.deletion_insertion(fashion, x, np.ones((28, 28)), 10)
+
+
+def test_new_methods_leave_no_state_on_the_shared_module(fashion: LoadedModel) -> None:
+    """Every map and the curves run on private graphs or plain forward passes: no hooks, no .grad."""
+    x = real_input(fashion, 28)
+    for method in xp.METHODS:
+        xp.scored(fashion, x, method, 3, steps=4, path_steps=4)
+    assert_module_untouched(fashion)

@@ -10,6 +10,7 @@ from captum.attr import IntegratedGradients
 from app.analyses import integrated_gradients as ig
 from app.networks.loaded import LoadedModel
 from tests.oracles import pearson, predicted, private_copy, real_input
+from tests.test_faithfulness import SIDE, linear_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
 
@@ -49,8 +50,6 @@ def test_completeness_improves_with_steps(fashion: LoadedModel) -> None:
 
 def test_linear_model_is_exact_by_hand() -> None:
     """For f(x) = w . x, IG = (x - b) * w with zero error at any number of steps."""
-    from tests.test_faithfulness import SIDE, linear_model
-
     model, w = linear_model()
     x = torch.randn(1, 1, SIDE, SIDE, generator=torch.Generator().manual_seed(3))
     got = ig.integrated_gradients(model, x, 0, "noise", 3, seed=5)
