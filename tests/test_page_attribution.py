@@ -10,6 +10,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from app.analyses import attribution as attr
+from app.analyses import explanations as xp
 from app.networks.fashion import fashion_input, looks_like_fashion_mnist
 from app.networks.images import load_image
 from app.networks.models import LoadedModel, get_model
@@ -52,12 +53,20 @@ def _downloads(at: AppTest) -> list[str]:
 def test_fashion_saliency_tab_defaults_to_the_prediction_and_offers_smoothgrad() -> None:
     at = _ok(_app("fashion_cnn"))
     assert at.title[0].value == "Which pixels matter?"
-    assert [t.label for t in at.tabs] == ["Saliency", "Guided backprop", "Grad-CAM", "Compare"]
+    assert [t.label for t in at.tabs] == [
+        "Saliency",
+        "Guided backprop",
+        "Grad-CAM",
+        "CAM family",
+        "Integrated Gradients",
+        "Compare",
+        "Faithfulness",
+    ]
     target = at.selectbox(key="attr_target_fashion_cnn")
     model, x = _model_input()
     predicted = target.value
     assert predicted == int(model.logits(x)[0].argmax())
-    assert len(_charts(at)) == 2  # alone and overlay
+    assert len(_charts(at)) == 3  # alone, overlay, deletion/insertion curves
     assert _downloads(at) == ["Saliency (PNG)", "its values (.npy)", "Saliency overlay (PNG)", "its values (.npy)"]
 
     at.toggle(key="attr_smooth").set_value(True).run()
@@ -75,7 +84,7 @@ def test_fashion_saliency_tab_defaults_to_the_prediction_and_offers_smoothgrad()
 
 def test_fashion_guided_backprop_for_a_channel_defaults_to_the_most_active() -> None:
     at = _ok(_app("fashion_cnn", "Guided backprop"))
-    assert len(_charts(at)) == 2  # signed picture, magnitude
+    assert len(_charts(at)) == 3  # signed picture, magnitude, curves
     at.radio(key="attr_gb_mode").set_value("one channel of a layer").run()
     at.selectbox(key="attr_gb_layer_fashion_cnn").set_value("relu1_2").run()
     _ok(at)
@@ -90,10 +99,11 @@ def test_fashion_guided_backprop_for_a_channel_defaults_to_the_most_active() -> 
 
 def test_fashion_grad_cam_at_another_layer_and_compare() -> None:
     at = _ok(_app("fashion_cnn", "Grad-CAM"))
-    assert len(_charts(at)) == 4  # Grad-CAM alone + overlay, guided Grad-CAM signed + magnitude
+    assert len(_charts(at)) == 6  # Grad-CAM alone + overlay + curves, guided Grad-CAM signed + magnitude + curves
     at.selectbox(key="attr_cam_layer_fashion_cnn").set_value("pool1").run()
     _ok(at)
     assert any("14×14 grid" in c.value for c in at.caption)
+    assert len(_charts(at)) == 6
     at.session_state["attr_tab"] = "Compare"
     _ok(at.run())
     assert len(_charts(at)) == 4
@@ -105,7 +115,7 @@ def test_fashion_grad_cam_at_another_layer_and_compare() -> None:
 @pytest.mark.parametrize("tab", ["Compare", "Guided backprop"])
 def test_vgg_tabs_render(tab: str) -> None:
     at = _ok(_app("vgg16", tab))
-    assert len(_charts(at)) == (4 if tab == "Compare" else 2)
+    assert len(_charts(at)) == (4 if tab == "Compare" else 2)  # VGG's curves wait for their button
     assert len(at.selectbox(key="attr_target_vgg16").options) == 1000
 
 
@@ -123,3 +133,59 @@ def test_long_smoothgrad_asks_first_and_only_once(monkeypatch):
     assert len(_charts(at)) > shown and not at.warning
     at.run()  # any later rerun: the result is cached, nothing to ask
     assert not at.warning and len(_charts(at)) > shown
+
+
+# ---- the CAM family, Integrated Gradients, faithfulness ------------------------------
+
+
+@pytest.mark.parametrize("method", ["Grad-CAM++", "LayerCAM", "Score-CAM"])
+def test_fashion_cam_family_shows_each_method_with_its_curves(method: str) -> None:
+    at = _app("fashion_cnn", "CAM family")
+    at.radio(key="attr_cam_family").set_value(method).run()
+    _ok(at)
+    assert len(_charts(at)) == 3
+    assert any(method in m.value and "gradient" in m.value for m in at.markdown)
+
+
+def test_fashion_integrated_gradients_shows_the_convergence_delta() -> None:
+    at = _ok(_app("fashion_cnn", "Integrated Gradients"))
+    assert len(_charts(at)) == 3
+    assert any("Convergence delta" in c.value for c in at.caption)
+    at.radio(key="attr_ig_baseline").set_value("blurred").run()
+    _ok(at)
+    assert any("blurred baseline" in c.value for c in at.caption)
+
+
+def _ranking(at: AppTest) -> list[str]:
+    if at.warning:  # the estimate is over the limit (a busy machine, or a big network): the page asks first
+        at.button(key="attr_rank_start").click().run()
+        _ok(at)
+    (table,) = at.dataframe
+    return list(table.value["method"])
+
+
+def test_fashion_faithfulness_table_ranks_the_methods_and_takes_in_slow_ones() -> None:
+    st.cache_resource.clear()  # another test may have computed a slow method, which would join the table
+    at = _ok(_app("fashion_cnn", "Faithfulness"))
+    ranked = _ranking(at)
+    assert sorted(ranked) == sorted(m for m in xp.METHODS if m not in xp.SLOW)
+    scores = list(at.dataframe[0].value["score (ins − del) ↑"])
+    assert scores == sorted(scores, reverse=True)
+    assert any("ROAD" in i.value for i in at.info)
+    at.session_state["attr_tab"] = "CAM family"
+    at.run()
+    at.radio(key="attr_cam_family").set_value("Score-CAM").run()
+    at.session_state["attr_tab"] = "Faithfulness"
+    _ok(at.run())
+    assert "Score-CAM" in _ranking(at)
+
+
+@pytest.mark.slow  # 6 maps x 100 forward passes of EfficientNet-Lite0: 85 s on the busy shared 2-core machine
+def test_efficientnet_faithfulness_table_and_cam_family_render() -> None:
+    at = _ok(_app("efficientnet_lite0", "Faithfulness"))
+    assert len(_ranking(at)) == len(xp.METHODS) - len(xp.SLOW)
+    at.session_state["attr_tab"] = "CAM family"
+    _ok(at.run())
+    at.radio(key="attr_cam_family").set_value("LayerCAM").run()
+    _ok(at)
+    assert len(_charts(at)) >= 2
