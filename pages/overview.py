@@ -28,8 +28,10 @@ def channel_key(layer: str) -> str:
     return f"ov_channel_{sel.model_key}_{layer}"
 
 
-# A click on a map (the chart's selection, kept in its widget state) moves the two pickers below, once
-# per click: the selection stays in the chart's state, and the pickers must stay free to change after it.
+# The pickers below the diagram hold the chosen stage and channel; their values are in session state
+# when a run starts, so the diagram above them can frame the choice. A click on a map (the chart's
+# selection, kept in its widget state) moves the pickers, once per click: the selection stays in the
+# chart's state, and the pickers must stay free to change after it.
 chart_state = st.session_state.get(chart_key)
 points = chart_state.selection.points if chart_state and chart_state.selection else []
 clicked = tuple(points[0]["customdata"]) if points and points[0].get("customdata") else None
@@ -41,9 +43,16 @@ layer = st.session_state.setdefault(layer_key, stages[-1])
 stage = ov.stages[stages.index(layer)]
 channel = int(st.session_state.setdefault(channel_key(layer), stage.channels[0]))
 
+outputs = cache.layer_outputs(sel.model_key, sel.input_key, sel.x)
+index = stages.index(layer)
+source = stages[index - 1] if index else None
+share = sel.analysis(O.feeding_channels, source=source, target=layer, channel=channel) if source else None
+order = np.argsort(-share, kind="stable")[:FEEDERS] if source else []
+feeders = frozenset((source, int(c)) for c in order)
+
 diagram, classes = st.columns([5, 1])
 diagram.plotly_chart(
-    network_figure(ov, np.asarray(common.model_input_rgb(sel)), (layer, channel)),
+    network_figure(ov, np.asarray(common.model_input_rgb(sel)), (layer, channel), feeders),
     width="stretch",
     on_select="rerun",
     selection_mode="points",
@@ -58,25 +67,18 @@ diagram.caption(
 
 st.subheader("Follow a channel")
 pick_layer, pick_channel = st.columns(2)
-layer = pick_layer.selectbox("Stage (layer)", stages, key=layer_key)
-stage = ov.stages[stages.index(layer)]
-st.session_state.setdefault(channel_key(layer), stage.channels[0])
-channel = int(
-    pick_channel.number_input(f"Channel (0–{stage.shape[0] - 1})", 0, stage.shape[0] - 1, key=channel_key(layer))
-)
-
-outputs = cache.layer_outputs(sel.model_key, sel.input_key, sel.x)
-index = stages.index(layer)
-if index == 0:
+pick_layer.selectbox("Stage (layer)", stages, key=layer_key)
+pick_channel.number_input(f"Channel (0–{stage.shape[0] - 1})", 0, stage.shape[0] - 1, key=channel_key(layer))
+if source is None:
     st.caption(f"{layer} is the first stage: it is fed by the image's pixels directly.")
 else:
-    source = stages[index - 1]
-    share = sel.analysis(O.feeding_channels, source=source, target=layer, channel=channel)
-    order = np.argsort(-share, kind="stable")[:FEEDERS]
     total = np.abs(share).sum() or 1.0
-    st.markdown(f"**{layer}, channel {channel}** is fed most by these channels of **{source}**:")
+    st.markdown(
+        f"**{layer}, channel {channel}** is fed most by these channels of **{source}** (framed blue above "
+        "where they are on show):"
+    )
     tiles = st.columns(FEEDERS + 1)
-    tiles[0].image(tile(outputs[layer][int(channel)]), caption=f"{layer} #{channel}", width=112)
+    tiles[0].image(tile(outputs[layer][channel]), caption=f"{layer} #{channel}", width=112)
     for col, c in zip(tiles[1:], order, strict=False):
         col.image(tile(outputs[source][int(c)]), caption=f"#{c}: {share[c] / total:+.0%}", width=112)
     st.caption(

@@ -63,6 +63,15 @@ def test_stages_follow_the_map_sizes(fashion, vgg, lite) -> None:
     assert any(lite.layer(s).kind == "add" for s in lite_shown)  # where a stage has residual additions, its last
 
 
+def test_a_teachers_resnet_is_drawn_block_by_block(resnet) -> None:
+    """ResNet-18 (a teacher's torchvision network): 112 px stem, then four stages ending in residual additions."""
+    x = resnet.preprocess(photo((300, 200), seed=4))
+    ov = O.overview(resnet, x)
+    assert [s.layer for s in ov.stages] == ["relu", "layer1.1.add", "layer2.1.add", "layer3.1.add", "layer4.1.add"]
+    assert [(len(s.blocks), s.additions) for s in ov.stages[1:]] == [(2, 2)] * 4
+    assert ov.stages[-1].shape == (512, 7, 7)
+
+
 def test_overview_shows_the_most_active_channels_small(lite) -> None:
     x = lite.preprocess(photo((300, 200), seed=2))
     ov = O.overview(lite, x, per_stage=3)

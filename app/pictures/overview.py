@@ -10,7 +10,8 @@ from app.analyses.overview import Overview, Stage
 from app.pictures.figures import colorize, resize_nearest, scaled_picture
 
 TILE = 56  # screen pixels per thumbnail side in the figure's image data (nearest-neighbour upscaled)
-HIGHLIGHT = "#ff7f0e"
+HIGHLIGHT = "#ff7f0e"  # the selected map
+FEEDER = "#17becf"  # maps of the stage before that feed it most
 
 
 def tile(values: np.ndarray) -> np.ndarray:
@@ -28,11 +29,17 @@ def stage_title(stage: Stage) -> str:
     return "<br>".join(parts)
 
 
-def network_figure(ov: Overview, picture: np.ndarray, selected: tuple[str, int] | None = None) -> go.Figure:
+def network_figure(
+    ov: Overview,
+    picture: np.ndarray,
+    selected: tuple[str, int] | None = None,
+    feeders: frozenset[tuple[str, int]] = frozenset(),
+) -> go.Figure:
     """Input on the left, one column per stage with its most active channels top to bottom.
 
     Each thumbnail carries (layer, channel) as customdata on an almost invisible marker, so a
-    click selects it (Streamlit's on_select); the selected one gets an orange frame."""
+    click selects it (Streamlit's on_select); the selected one gets an orange frame, and those
+    of `feeders` that are on show (the channels feeding it most) a blue one."""
     rows = max(len(s.channels) for s in ov.stages)
     cols = len(ov.stages) + 1
     grid_titles = [
@@ -62,9 +69,16 @@ def network_figure(ov: Overview, picture: np.ndarray, selected: tuple[str, int] 
                 r,
                 c,
             )
-            if selected == (stage.layer, channel):
+            frame = (
+                HIGHLIGHT
+                if selected == (stage.layer, channel)
+                else FEEDER
+                if (stage.layer, channel) in feeders
+                else None
+            )
+            if frame:
                 fig.add_shape(
-                    type="rect", x0=-1, y0=-1, x1=TILE, y1=TILE, line=dict(color=HIGHLIGHT, width=4), row=r, col=c
+                    type="rect", x0=-1, y0=-1, x1=TILE, y1=TILE, line=dict(color=frame, width=4), row=r, col=c
                 )
     fig.update_xaxes(visible=False, range=[-2, TILE + 1])
     fig.update_yaxes(visible=False, range=[TILE + 1, -2])
