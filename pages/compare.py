@@ -8,7 +8,7 @@ from PIL import Image
 from app.analyses import compare
 from app.base.errors import LensError
 from app.networks.models import MODEL_NAMES, model_names
-from app.pictures import comparisons, figures
+from app.pictures import comparisons
 from pages import common
 
 EXPLAIN = (
@@ -37,9 +37,9 @@ def _names() -> dict[str, str]:
         return dict(MODEL_NAMES)
 
 
-def _thumb(image: Image.Image) -> Image.Image:
-    """A step enlarged or shrunk to THUMB pixels on its longer side (28 px steps keep crisp pixels)."""
-    f = THUMB / max(image.size)
+def _thumb(image: Image.Image, side: int) -> Image.Image:
+    """A step enlarged or shrunk to `side` pixels on its longer side (28 px steps keep crisp pixels)."""
+    f = side / max(image.size)
     size = (max(1, round(image.width * f)), max(1, round(image.height * f)))
     return image.resize(size, Image.Resampling.NEAREST if f >= 1 else Image.Resampling.LANCZOS)
 
@@ -85,22 +85,37 @@ for col, name in zip(columns, chosen, strict=True):
         model = other.model
         if not model.trained:
             st.caption(":orange[**untrained**: random weights, meaningless predictions]")
-        st.image(
-            [_thumb(step.image) for step in other.steps],
-            caption=[f"{step.name}: {step.detail}" for step in other.steps],
-            width=THUMB,
+        st.image(_thumb(other.steps[-1].image, 160), caption=f"what it sees: {other.steps[-1].detail}")
+        st.caption(
+            "Pre-processing: "
+            + " → ".join(step.name for step in other.steps)
+            + f" → (pixel/255 − mean) / std, mean ({', '.join(f'{m:.3f}' for m in model.mean)}), "
+            f"std ({', '.join(f'{s:.3f}' for s in model.std)})"
         )
-        mean = ", ".join(f"{m:.3f}" for m in model.mean)
-        std = ", ".join(f"{s:.3f}" for s in model.std)
-        st.caption(f"then (pixel/255 − mean) / std with mean ({mean}), std ({std})")
+        with st.expander("Every step"):
+            st.image(
+                [_thumb(step.image, THUMB) for step in other.steps],
+                caption=[f"{step.name}: {step.detail}" for step in other.steps],
+                width=THUMB,
+            )
         with st.spinner(f"{model.title}: predicting and computing the map…"):
             view = other.analysis(compare.model_view, method=method)
         views.append((other, view))
-        st.plotly_chart(figures.top_k_bar(list(view.top5), "Top-5"), width="stretch", key=f"compare_top5_{name}")
+        st.dataframe(
+            {"class": [label for label, _ in view.top5], "probability": [p for _, p in view.top5]},
+            column_config={
+                "probability": st.column_config.ProgressColumn(
+                    "probability", format="percent", min_value=0.0, max_value=1.0
+                )
+            },
+            hide_index=True,
+            width="stretch",
+            key=f"compare_top5_{name}",
+        )
 
 if len(views) >= 2:
-    st.subheader(f"{method} of each network's top class, on one colour scale")
+    st.subheader(f"{method[0].upper() + method[1:]} of each network's top class, on one colour scale")
     shares, top = compare.shared_scale([view.raw for _, view in views])
-    titles = [f"{s.model.title.split(' (')[0]}: {view.top5[0][0]}" for s, view in views]
+    titles = [view.top5[0][0] for _, view in views]
     st.plotly_chart(comparisons.shared_scale_maps(shares, titles, top), width="stretch", key="compare_maps")
-    st.caption(SCALE)
+    st.caption("Left to right in the order of the columns above, each titled with that network's top class. " + SCALE)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from models.fashion_cnn import CLASSES
 from tests.conftest import photo, png_bytes
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
@@ -63,8 +64,12 @@ def test_side_by_side_shows_every_shipped_model_on_one_scale(model: str):
     assert at.title[0].value == "Models side by side"
     chosen = at.multiselect(key="compare_models").value
     assert chosen[0] == model and sorted(chosen) == ["efficientnet_lite0", "fashion_cnn", "vgg16"]
+    assert len(at.dataframe) == 3  # each network's top-5
+    assert all(len(table.value) == 5 for table in at.dataframe)
+    fashion_top5 = set(at.dataframe[chosen.index("fashion_cnn")].value["class"])
+    assert fashion_top5 <= set(CLASSES)  # each column shows its own network's classes
     charts = at.get("plotly_chart")
-    assert len(charts) == 4  # three top-5 bars and the maps
+    assert len(charts) == 1
     maps = json.loads(charts[-1].proto.spec)
     assert [trace["type"] for trace in maps["data"]] == ["heatmap"] * 3
     assert all(trace["coloraxis"] == "coloraxis" for trace in maps["data"])  # one shared colour scale

@@ -48,38 +48,44 @@ def cascade_grid(
     colorscale: str = "Inferno",
     side: int = 96,
     percentile: float = 99.0,
+    per_row: int = 6,
+    width: int = 760,
 ) -> go.Figure:
     """One row per method, one column per stage; each map stretched to its own 0..1 (percentile clips).
 
     Each map gets its own scale, as in the paper: the question is whether the *pattern* survives,
-    and a randomised network's maps are often much weaker or stronger than the original's.
+    and a randomised network's maps are often much weaker or stronger than the original's. More
+    than `per_row` stages wrap into a second band of rows, so the tiles stay large enough to read
+    on a 1024 px screen. The height is set for a figure about `width` screen pixels wide.
     """
     label_w, label_h, gap = 120, 22, 4
-    rows, cols = len(maps), len(stages)
-    canvas = np.full((rows * (side + gap) + label_h, label_w + cols * (side + gap), 3), 255, np.uint8)
+    bands = [range(i, min(i + per_row, len(stages))) for i in range(0, len(stages), per_row)]
+    band_h = label_h + len(maps) * (side + gap) + gap
+    canvas = np.full((len(bands) * band_h, label_w + min(per_row, len(stages)) * (side + gap), 3), 255, np.uint8)
     fig = go.Figure()
-    for r, (name, stack) in enumerate(maps.items()):
-        y = label_h + r * (side + gap)
-        for c in range(cols):
-            tile = scaled_picture(colorize(unit_range(stack[c], percentile), colorscale), side)
+    for b, band in enumerate(bands):
+        top = b * band_h
+        for c, stage in enumerate(band):
             x = label_w + c * (side + gap)
-            canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
-        fig.add_annotation(
-            x=label_w - 8,
-            y=y + side / 2,
-            text=f"<b>{name}</b>",
-            showarrow=False,
-            xanchor="right",
-            font=dict(size=13, color=METHOD_COLOURS.get(name, "#333")),
-        )
-    for c, stage in enumerate(stages):
-        fig.add_annotation(
-            x=label_w + c * (side + gap) + side / 2, y=label_h / 2, text=stage, showarrow=False, font=dict(size=12)
-        )
+            fig.add_annotation(x=x + side / 2, y=top + label_h / 2, text=stages[stage], showarrow=False)
+            for r, stack in enumerate(maps.values()):
+                tile = scaled_picture(colorize(unit_range(stack[stage], percentile), colorscale), side)
+                y = top + label_h + r * (side + gap)
+                canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+        for r, name in enumerate(maps):
+            fig.add_annotation(
+                x=label_w - 8,
+                y=top + label_h + r * (side + gap) + side / 2,
+                text=f"<b>{name}</b>",
+                showarrow=False,
+                xanchor="right",
+                font=dict(size=13, color=METHOD_COLOURS.get(name, "#333")),
+            )
     fig.add_trace(go.Image(z=canvas, hoverinfo="skip"))
     hide_axes(fig)
-    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=None, plot_bgcolor="white")
-    fig.update_yaxes(scaleanchor="x")
+    fig.update_layout(
+        margin=dict(l=0, r=0, t=0, b=0), height=round(width * canvas.shape[0] / canvas.shape[1]), font=dict(size=12)
+    )
     return fig
 
 
@@ -100,6 +106,7 @@ def shared_scale_maps(
         )
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i if i > 1 else ''}", row=1, col=i)
     hide_axes(fig)
+    fig.update_annotations(font=dict(size=13))  # the subplot titles
     fig.update_layout(
         coloraxis=dict(
             colorscale=colorscale, cmin=0.0, cmax=top, colorbar=dict(title="share of<br>the map", thickness=12)
