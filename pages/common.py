@@ -434,9 +434,9 @@ def queued_analysis(
 
 
 def _watch(job: jobs.Job, key: str, what: str) -> None:
-    """Queue place or progress of a running job, polled every second; the whole page reruns when it ends."""
+    """Queue place or progress of a running job, polled every 1.5 s; the whole page reruns when it ends."""
 
-    @st.fragment(run_every=1.0)
+    @st.fragment(run_every=1.5)
     def live() -> None:
         if key not in _queued_jobs():  # cancelled here (another session may still be watching the job)
             st.rerun()

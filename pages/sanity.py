@@ -31,6 +31,10 @@ UNTRAINED = (
     "what a network really learned."
 )
 
+# Stages run unless the student asks for more: the top blocks carry the lesson, and each stage costs two
+# gradient passes.
+DEFAULT_STAGES = 6
+
 sel = common.page(
     "Sanity checks: do the maps depend on the network?",
     "Randomise the network from the top down and watch which attribution maps change.",
@@ -44,7 +48,7 @@ left, right = st.columns([3, 2])
 depth = left.select_slider(
     "Re-initialise from the top down to",
     options=names,
-    value=names[-1],
+    value=names[min(DEFAULT_STAGES, len(names)) - 1],
     key=f"sanity_depth_{sel.model_key}",
     help="Each step re-initialises one more block of layers (all of them, cumulatively, from the top).",
 )
