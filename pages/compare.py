@@ -17,10 +17,10 @@ EXPLAIN = (
     "then predicts; the map shows which pixels drove its top class."
 )
 SCALE = (
-    "To make the maps comparable, each one is enlarged to the same size and divided by its own total, so a "
-    "value is the pixel's *share* of that network's whole map. All maps use one colour scale: the same "
-    "colour means the same share in every network. A map concentrated on a small region is bright there; "
-    "a map spread over the whole picture is dim everywhere."
+    "To make the maps comparable, each one is enlarged to the same size and divided by its own average, so "
+    "a value says how many times more than an average pixel this pixel counts for that network (1 = average). "
+    "All maps use one colour scale: the same colour means the same in every network. A map concentrated on "
+    "a small region is bright there; a map spread over the whole picture is dim everywhere."
 )
 METHOD_HELP = {
     "saliency": "how much each pixel's change would move the class score",
@@ -101,16 +101,8 @@ for col, name in zip(columns, chosen, strict=True):
         with st.spinner(f"{model.title}: predicting and computing the map…"):
             view = other.analysis(compare.model_view, method=method)
         views.append((other, view))
-        st.dataframe(
-            {"class": [label for label, _ in view.top5], "probability": [p for _, p in view.top5]},
-            column_config={
-                "probability": st.column_config.ProgressColumn(
-                    "probability", format="percent", min_value=0.0, max_value=1.0
-                )
-            },
-            hide_index=True,
-            width="stretch",
-            key=f"compare_top5_{name}",
+        st.markdown(
+            "**Top-5**\n\n" + "\n".join(f"{i}. {label}: **{p:.1%}**" for i, (label, p) in enumerate(view.top5, 1))
         )
 
 if len(views) >= 2:

@@ -3,10 +3,11 @@
 Networks see different inputs (224 px colour for the ImageNet models, 28 px grey for
 the Fashion CNN) and their raw maps have unrelated units (a gradient of one network's
 logit is not comparable to another's). So each map is first resized to one display
-size, then divided by its own total: every value becomes the pixel's share of that
-network's whole map, which does not depend on the network's scale or input size. All
-maps are then drawn on one colour scale (0 to a shared upper limit), so the same
-colour means the same share in every network.
+size, then divided by its own mean: every value says how many times the average pixel's
+share of that network's map this pixel has (1 = average, 5 = five times the average),
+which depends neither on the network's units nor on its input size. All maps are then
+drawn on one colour scale (0 to a shared upper limit), so the same colour means the same
+concentration in every network.
 """
 
 from __future__ import annotations
@@ -51,16 +52,16 @@ def resize(values: np.ndarray, side: int) -> np.ndarray:
 
 
 def shared_scale(maps: list[np.ndarray], side: int = 224, percentile: float = 99.0) -> tuple[list[np.ndarray], float]:
-    """Maps made comparable: resized to side x side, each divided by its own sum (a pixel's share of
-    the map), and the common upper limit of the colour scale: the given percentile over all maps
-    together (a few extreme pixels would otherwise leave the rest dark). An all-zero map stays zero.
+    """Maps made comparable: resized to side x side, each divided by its own mean (so 1 = an average
+    pixel of that map), and the common upper limit of the colour scale: the given percentile over all
+    maps together (a few extreme pixels would otherwise leave the rest dark). An all-zero map stays zero.
     """
-    shares = []
+    scaled = []
     for values in maps:
         big = np.clip(resize(values, side), 0.0, None)
-        total = float(big.sum())
-        shares.append(big / total if total > 0 else big)
-    top = float(np.percentile(np.concatenate([s.ravel() for s in shares]), percentile)) if shares else 0.0
+        mean = float(big.mean())
+        scaled.append(big / mean if mean > 0 else big)
+    top = float(np.percentile(np.concatenate([s.ravel() for s in scaled]), percentile)) if scaled else 0.0
     if top <= 0:
-        top = max((float(s.max()) for s in shares), default=0.0) or 1.0
-    return shares, top
+        top = max((float(s.max()) for s in scaled), default=0.0) or 1.0
+    return scaled, top

@@ -3,6 +3,8 @@ several networks' maps of one image on one colour scale."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -48,17 +50,18 @@ def cascade_grid(
     colorscale: str = "Inferno",
     side: int = 96,
     percentile: float = 99.0,
-    per_row: int = 6,
-    width: int = 760,
+    per_row: int = 7,
+    width: int = 600,
 ) -> go.Figure:
     """One row per method, one column per stage; each map stretched to its own 0..1 (percentile clips).
 
     Each map gets its own scale, as in the paper: the question is whether the *pattern* survives,
     and a randomised network's maps are often much weaker or stronger than the original's. More
-    than `per_row` stages wrap into a second band of rows, so the tiles stay large enough to read
+    than `per_row` stages wrap into bands of about equal length of rows, so the tiles stay large enough to read
     on a 1024 px screen. The height is set for a figure about `width` screen pixels wide.
     """
     label_w, label_h, gap = 120, 22, 4
+    per_row = math.ceil(len(stages) / math.ceil(len(stages) / per_row))  # balanced: 11 stages -> 6 + 5
     bands = [range(i, min(i + per_row, len(stages))) for i in range(0, len(stages), per_row)]
     band_h = label_h + len(maps) * (side + gap) + gap
     canvas = np.full((len(bands) * band_h, label_w + min(per_row, len(stages)) * (side + gap), 3), 255, np.uint8)
@@ -90,7 +93,7 @@ def cascade_grid(
 
 
 def shared_scale_maps(
-    maps: list[np.ndarray], titles: list[str], top: float, colorscale: str = "Inferno", height: int = 360
+    maps: list[np.ndarray], titles: list[str], top: float, colorscale: str = "Inferno", height: int = 300
 ) -> go.Figure:
     """Maps of several networks side by side, all on one colour scale 0..top with one colour bar."""
     fig = make_subplots(rows=1, cols=len(maps), subplot_titles=titles, horizontal_spacing=0.03)
@@ -99,7 +102,7 @@ def shared_scale_maps(
             go.Heatmap(
                 z=values,
                 coloraxis="coloraxis",
-                hovertemplate="x %{x}, y %{y}<br>share %{z:.2e}<extra></extra>",
+                hovertemplate="x %{x}, y %{y}<br>%{z:.2f} × the average pixel<extra></extra>",
             ),
             row=1,
             col=i,
@@ -109,7 +112,7 @@ def shared_scale_maps(
     fig.update_annotations(font=dict(size=13))  # the subplot titles
     fig.update_layout(
         coloraxis=dict(
-            colorscale=colorscale, cmin=0.0, cmax=top, colorbar=dict(title="share of<br>the map", thickness=12)
+            colorscale=colorscale, cmin=0.0, cmax=top, colorbar=dict(title="× average<br>pixel", thickness=12)
         ),
         height=height,
         margin=dict(l=0, r=0, t=40, b=0),
