@@ -114,3 +114,15 @@ def test_guided_backprop_survives_randomising_the_top_but_gradients_do_not(lite:
     assert (guided > 0.8).all()
     assert (guided > gradient + 0.3).all()
     assert (guided > cam + 0.3).all()
+
+
+@pytest.mark.slow
+def test_the_order_holds_on_an_untrained_vgg16_too(vgg: LoadedModel) -> None:
+    """On VGG-16 with random weights (no pretrained ones offline) the "original" is already random, yet
+    guided backprop still barely changes when fc8..fc6 are re-initialised: it follows the image, not the
+    weights. Plain gradients drop at once."""
+    result = sanity.cascade(vgg, _sample(vgg), stages=3)
+    assert result.stages == ("original", "fc8", "fc7", "fc6")
+    guided, gradient = result.correlations["guided backprop"][1:], result.correlations["gradient"][1:]
+    assert (guided > 0.9).all()
+    assert (guided > gradient + 0.3).all()
