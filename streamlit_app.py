@@ -35,6 +35,8 @@ PAGES = [
     st.Page("pages/activations.py", title="Activations", icon=":material/grid_view:"),
     st.Page("pages/filters.py", title="Filters", icon=":material/filter_alt:"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/highlight:"),
+    st.Page("pages/sanity.py", title="Sanity checks", icon=":material/rule:"),
+    st.Page("pages/compare.py", title="Models side by side", icon=":material/compare:"),
     st.Page("pages/occlusion.py", title="Occlusion", icon=":material/select_all:"),
     st.Page("pages/units.py", title="What units look for", icon=":material/image_search:"),
     st.Page("pages/feature_space.py", title="Feature space", icon=":material/scatter_plot:"),

@@ -210,6 +210,27 @@ def analysis(
     )
 
 
+def analysis_work(
+    func: Callable[..., Any], model_key: str, input_key: str, x: torch.Tensor, **params: Hashable
+) -> Callable[[Progress | None], Any]:
+    """`analysis(func, ...)` as work for a background job (app.serving.jobs).
+
+    The model and the result store are looked up now, in the page's thread (Streamlit's caches
+    belong to it); the returned function may run in any thread, and its result lands under the
+    same key as `analysis`, so `has_analysis` and `analysis` find it afterwards.
+    """
+    net, store, key = model(model_key)[0], _results(), _analysis_key(func, model_key, input_key, params)
+    takes_progress = "progress" in inspect.signature(func).parameters
+
+    def run(progress: Progress | None) -> Any:
+        kwargs: dict[str, Any] = dict(params)
+        if progress is not None and takes_progress:
+            kwargs["progress"] = progress
+        return store.get_or_compute(key, lambda: func(net, x, **kwargs))
+
+    return run
+
+
 def _analysis_key(func: Callable[..., Any], model_key: str, input_key: str, params: dict[str, Hashable]) -> tuple:
     return (func.__module__, func.__qualname__, model_key, input_key, tuple(sorted(params.items())))
 

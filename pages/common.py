@@ -24,6 +24,7 @@ from app.networks.fashion import fashion_input, looks_like_fashion_mnist
 from app.networks.images import Collection, image_key, load_collection, load_image
 from app.networks.loaded import LoadedModel, PreprocessStep
 from app.networks.models import MODEL_NAMES, OFFLINE_IMAGENET
+from app.serving import jobs
 from app.serving.progress import Progress
 from pages import cache
 
@@ -172,6 +173,29 @@ def _untrained_banner(name: str, loaded: LoadedModel, warning: str, retry: str) 
         st.caption(f"When the app started: {warning}")
 
 
+def _intake(model: LoadedModel, image: Image.Image) -> str:
+    """How the sidebar says to read the image: "photo" or "dataset" for the Fashion model, else ""."""
+    if model.name != "fashion_cnn":  # the shipped network or one trained in this session
+        return ""
+    intake = st.session_state.get(FASHION_INTAKE, "auto")
+    if intake == "auto":
+        intake = "dataset" if looks_like_fashion_mnist(image) else "photo"
+    return intake
+
+
+def for_model(sel: Selection, name: str) -> Selection:
+    """The same image prepared for another shipped or configured model, exactly as `selection()` would
+    prepare it if that model were chosen in the sidebar. Raises LensError when the image does not suit
+    that model (e.g. a photo the Fashion conversion cannot read)."""
+    if name == sel.model_key:
+        return sel
+    model = cache.model(name)[0]
+    intake = _intake(model, sel.image)
+    input_key = f"{sel.image_key}:{name}:{intake}"
+    steps, x = _prepare(name, input_key, intake, model, sel.image)
+    return Selection(name, model, sel.image, steps, x, input_key, intake)
+
+
 def default_model() -> str:
     """VGG-16 when its pretrained weights are here, else the ImageNet model that works offline."""
     _, warning = cache.model("vgg16")
@@ -196,11 +220,7 @@ def selection(warn: bool = True) -> Selection:
     except LensError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
-    intake = ""
-    if model.name == "fashion_cnn":  # the shipped network or one trained in this session
-        intake = st.session_state.get(FASHION_INTAKE, "auto")
-        if intake == "auto":
-            intake = "dataset" if looks_like_fashion_mnist(image) else "photo"
+    intake = _intake(model, image)
     input_key = f"{key}:{name}:{intake}"
     try:
         steps, x = _prepare(name, input_key, intake, model, image)
@@ -380,3 +400,80 @@ def model_input_rgb(sel: Selection) -> Image.Image:
 
 def show_lens_error(exc: LensError) -> None:
     st.error(str(exc), icon=":material/error:")
+
+
+def _queued_jobs() -> dict[str, tuple[tuple, jobs.Job]]:
+    """This session's queued analyses: {page key: (what was asked, its job)}."""
+    return st.session_state.setdefault("queued_analyses", {})
+
+
+def _stop_watching(key: str) -> None:
+    """This person cancels; the job stops unless another session asked for the very same thing."""
+    _, job = _queued_jobs().pop(key, (None, None))
+    if job is not None:
+        job.cancel()
+
+
+def queued_analysis(
+    sel: Selection, func: Callable[..., Any], seconds: float, what: str, button: str, key: str, **params: Hashable
+) -> Any:
+    """A heavy analysis run through the server's job queue (app.serving.jobs.HEAVY), shared with the dreams
+    and live training, so a class pressing the button together does not starve the server.
+
+    Returns the result at once when it is cached. Otherwise asks first when estimated over
+    LONG_RUN_SECONDS, then shows the place in the queue, progress and a Cancel button, and stops the
+    page until the job is done (the page reruns by itself then). Identical requests from several
+    sessions share one job; a job whose page was closed is dropped after jobs.WATCH_TIMEOUT.
+    Key: <key>_start for the start button.
+    """
+    if sel.has(func, **params):
+        return sel.analysis(func, **params)
+    running = _queued_jobs()
+    request = (func.__module__, func.__qualname__, sel.model_key, sel.input_key, tuple(sorted(params.items())))
+    asked, job = running.get(key, (None, None))
+    if job is not None and (asked != request or job.state in ("cancelled", "failed")):
+        if asked != request and job.active:  # the user moved on to another image or model
+            job.cancel()
+        elif job.state == "failed":
+            st.error(f"{what} failed: {job.error}", icon=":material/error:")
+        running.pop(key)
+        job = None
+    if job is None:
+        confirm_long_run(seconds, what, button, key=f"{key}_start")
+        work = cache.analysis_work(func, sel.model_key, sel.input_key, sel.x, **params)
+        job = jobs.submit(lambda j: work(j.report), what, key=request, abandon_after=jobs.WATCH_TIMEOUT)
+        running[key] = (request, job)
+    if job.state == "finished":
+        return job.result
+    _watch(job, key, what)
+    st.stop()
+
+
+def _watch(job: jobs.Job, key: str, what: str) -> None:
+    """Queue place or progress of a running job, polled every 1.5 s; the whole page reruns when it ends."""
+
+    @st.fragment(run_every=1.5)
+    def live() -> None:
+        if key not in _queued_jobs():  # cancelled here (another session may still be watching the job)
+            st.rerun()
+        job.touch()
+        if job.state == "waiting":
+            place = job.position()
+            st.info(
+                f"Waiting for a free slot: {job.slots.running} heavy job(s) are running on this server"
+                + (f" and you are number {place} in the queue" if place else "")
+                + ". Yours starts by itself.",
+                icon=":material/hourglass_top:",
+            )
+        elif job.state == "running":
+            eta = job.eta()
+            st.progress(
+                job.fraction(),
+                text=f"{what}: step {job.done} of {job.total}" + (f", about {eta:.0f} s left" if eta else ""),
+            )
+        if job.active:
+            st.button("Cancel", key=f"{key}_cancel", on_click=_stop_watching, args=(key,), icon=":material/cancel:")
+        else:
+            st.rerun()
+
+    live()

@@ -26,6 +26,8 @@ TITLES = {
     "activations": "Activations",
     "filters": "Filters",
     "attribution": "Attribution",
+    "sanity": "Sanity checks",
+    "compare": "Models side by side",
     "occlusion": "Occlusion",
     "units": "What units look for",
     "feature_space": "Feature space",
