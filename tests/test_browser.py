@@ -41,11 +41,15 @@ def test_upload_png_shows_prediction(tmp_path, app_url):
         # Sample -> Upload empties the upload box while the file is still used: the sidebar shows it
         # (issue 15), and forgetting it leaves no image at all.
         sidebar_box = page.locator("[data-testid=stSidebar]")
+        # Each click waits for what it shows before the next, as a person would: on a busy machine the
+        # Sample run started after wait_for_run's first 3 s, and the Upload click went in before it.
         sidebar_box.get_by_text("Sample", exact=True).click()
+        wait_for_run(page)
+        sidebar_box.get_by_text("Sample image").wait_for(timeout=120_000)
         wait_for_run(page)
         sidebar_box.get_by_text("Upload", exact=True).click()
         wait_for_run(page)
-        sidebar_box.get_by_text("Still using").wait_for(timeout=60_000)
+        sidebar_box.get_by_text("Still using").wait_for(timeout=120_000)
         assert sidebar_box.locator("[data-testid=stImage]").count() == 1
         sidebar_box.get_by_role("button", name="Forget it").click()
         wait_for_run(page)

@@ -80,7 +80,7 @@ def test_occlusion_page_says_it_runs_whole_images():
     at = _page("occlusion.py", **{f"occ_window_{MODEL}": 96})
     at.select_slider(key=f"occ_stride_{MODEL}_96").set_value(64).run()
     _ok(at)
-    assert any("runs through the whole network" in c.value for c in at.caption)
+    assert any("runs whole through the network" in c.value for c in at.caption)
     assert len(plotly_charts(at)) == 2
 
 

@@ -85,7 +85,8 @@ def test_link_from_another_page_opens_the_unit(small_sets):
 def test_the_activations_page_links_to_its_channel(small_sets):
     at = open_page("fashion_cnn", "pages/activations.py")
     at.number_input(key="act_channel_fashion_cnn_relu1_1").set_value(4).run()
-    (button,) = [b for b in at.button if "What does channel 4 look for" in b.label]
+    assert any("What does channel 4 look for?" in m.value for m in at.markdown)
+    (button,) = [b for b in at.button if b.label == "Its best dataset patches"]
     button.click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "What units look for"
