@@ -33,7 +33,7 @@ def test_upload_png_shows_prediction(tmp_path, app_url):
         # Moving to another page keeps the model and the uploaded image.
         page.get_by_role("link", name="Attribution").first.click()
         page.get_by_text("Which pixels matter?").wait_for(timeout=60_000)
-        page.get_by_text("saliency alone").first.wait_for(timeout=90_000)
+        page.get_by_text("alone (0–1)").first.wait_for(timeout=90_000)  # the first map is drawn
         page.screenshot(path=str(tmp_path / "attribution.png"), full_page=True)
         sidebar = page.locator("[data-testid=stSidebar]").inner_text()
         assert "Using shirt.png" in sidebar and "How to read the image" in sidebar  # Fashion-only control

@@ -11,8 +11,7 @@ from app.analyses import attribution as attr
 from app.analyses import explanations as xp
 from app.analyses import faithfulness as faith
 from app.analyses import occlusion
-from app.networks.activations import activations
-from app.networks.layers import layer_table, with_shapes
+from app.networks.layers import layer_table
 from app.networks.loaded import LoadedModel
 from tests.oracles import predicted, real_input
 from tests.test_attribution import assert_module_untouched
@@ -27,9 +26,7 @@ def linear_model() -> tuple[LoadedModel, torch.Tensor]:
     with torch.no_grad():
         net[1].weight.copy_(torch.stack([w.flatten(), torch.zeros(SIDE * SIDE)]))
     model = LoadedModel("linear", "linear", net.eval(), ("a", "b"), SIDE, (0.0,), (1.0,), "", True, torch.device("cpu"))
-    model.layers = layer_table(net)
-    blank = torch.zeros(1, 1, SIDE, SIDE)
-    model.layers = with_shapes(model.layers, {k: tuple(v.shape[1:]) for k, v in activations(model, blank).items()})
+    model.layers = layer_table(net, (1, SIDE, SIDE))
     return model, w
 
 
