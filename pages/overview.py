@@ -6,7 +6,6 @@ import numpy as np
 import streamlit as st
 
 from app.analyses import overview as O
-from app.pictures import figures
 from app.pictures.overview import network_figure, tile
 from pages import cache, common
 
@@ -50,16 +49,15 @@ share = sel.analysis(O.feeding_channels, source=source, target=layer, channel=ch
 order = np.argsort(-share, kind="stable")[:FEEDERS] if source else []
 feeders = frozenset((source, int(c)) for c in order)
 
-diagram, classes = st.columns([5, 1])
-diagram.plotly_chart(
+st.plotly_chart(
     network_figure(ov, np.asarray(common.model_input_rgb(sel)), (layer, channel), feeders),
     width="stretch",
     on_select="rerun",
     selection_mode="points",
     key=chart_key,
 )
-classes.plotly_chart(figures.top_k_bar(list(ov.top), "Top classes"), width="stretch")
-diagram.caption(
+st.markdown("**→ Classes:** " + " · ".join(f"{name} {p:.1%}" for name, p in ov.top))
+st.caption(
     "Each column is one stage, named by the layer shown, its number of channels and map size (and its blocks "
     "and residual additions + where it has them). Each map is stretched to its own range; the number under "
     "it is its channel. Stages hold several layers: the Prediction page's table lists them all."

@@ -82,3 +82,17 @@ def test_overview_shows_the_most_active_channels_small(lite) -> None:
         assert stage.additions == sum(lite.layer(n).kind == "add" for n in dict(O.stage_layers(lite))[stage.layer])
     assert sum(s.additions for s in ov.stages) == sum(r.kind == "add" for r in lite.layers)
     assert ov.top[0] == lite.top_k(x, 1)[0]
+
+
+def test_the_diagram_numbers_every_map_and_frames_the_choice_and_its_feeders(fashion) -> None:
+    from app.pictures.overview import FEEDER, HIGHLIGHT, network_figure
+
+    ov = O.overview(fashion, fashion.preprocess(photo((28, 28), seed=5)))
+    first, last = ov.stages[0], ov.stages[-1]
+    chosen, feeder = (last.layer, last.channels[0]), (first.layer, first.channels[1])
+    fig = network_figure(ov, np.zeros((28, 28, 3), np.uint8), chosen, frozenset({feeder}))
+    numbers = sorted(a.text for a in fig.layout.annotations if a.text.isdigit())
+    assert numbers == sorted(str(c) for s in ov.stages for c in s.channels)  # every tile numbered visibly
+    assert sorted(s.line.color for s in fig.layout.shapes) == sorted([HIGHLIGHT, FEEDER])
+    clickable = [tuple(t.customdata[0]) for t in fig.data if t.type == "scatter"]
+    assert clickable == [(s.layer, c) for s in ov.stages for c in s.channels]  # a click names its map

@@ -17,6 +17,7 @@ def test_the_overview_draws_every_stage_and_follows_a_channel(name: str) -> None
     stages = at.selectbox(key=f"ov_layer_{name}").options
     assert len(stages) >= 2 and all(stage in diagram for stage in stages)  # every stage's column is titled
     assert any("is fed most by these channels of" in m.value for m in at.markdown)  # the last stage, by default
+    assert any(m.value.startswith("**→ Classes:**") for m in at.markdown)  # the network's end: its top classes
 
     at.selectbox(key=f"ov_layer_{name}").set_value(stages[1]).run()
     at.number_input(key=f"ov_channel_{name}_{stages[1]}").set_value(2).run()

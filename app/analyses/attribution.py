@@ -24,10 +24,9 @@ Fashion-MNIST CNN), which is too unfaithful for a teaching tool.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -42,54 +41,40 @@ from app.serving.progress import Progress
 
 
 class _GuidedReLU(torch.autograd.Function):
-    """ReLU forward; backward zeroes the gradient where the input was <= 0 (as a
-    ReLU does) AND where the incoming gradient is negative (the "guided" part)."""
+    """ReLU forward (clamped to 0..ceiling, e.g. 6 for ReLU6); backward zeroes the gradient where
+    the unit was off (output 0, as a ReLU does) AND where the incoming gradient is negative (the
+    "guided" part).
+
+    A ReLU6 unit saturated at 6 passes gradient too: ReLU6's own derivative is 0 above 6, so
+    the strict rule (pass only where 0 < x < 6) blanks every saturated unit, and with it the
+    projection of exactly the units that fire hardest: the best patches of an EfficientNet-Lite
+    unit all sit at the ceiling, and their projections came out flat grey. Guided
+    backpropagation is a picture of which input pattern drives a unit, not an exact gradient;
+    Springenberg et al.'s rule asks only whether the unit was on, and a saturated unit is as on
+    as it gets.
+    """
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
-        out = x.clamp(min=0)
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, ceiling: float | None) -> torch.Tensor:
+        out = x.clamp(0, ceiling)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (out,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (out > 0)
+        return grad.clamp(min=0) * (out > 0), None
 
 
 def guided_relu(x: torch.Tensor) -> torch.Tensor:
     """ReLU whose backward pass is Springenberg et al.'s guided rule."""
-    return _GuidedReLU.apply(x)
-
-
-class _GuidedReLU6(torch.autograd.Function):
-    """ReLU6 forward (clamp to 0..6); backward is the guided rule of a ReLU: positive gradient
-    passes wherever the unit is active (input > 0), saturated at 6 or not.
-
-    ReLU6's own derivative is 0 above 6, so the strict rule (pass only where 0 < x < 6)
-    blanks every saturated unit, and with it the projection of exactly the units that
-    fire hardest: the best patches of an EfficientNet-Lite unit all sit at the ceiling,
-    and their projections came out flat grey. Guided backpropagation is a picture of
-    which input pattern drives a unit, not an exact gradient; Springenberg et al.'s rule
-    asks only whether the unit was on, and a saturated unit is as on as it gets.
-    """
-
-    @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
-        out = x.clamp(0, 6)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
-        (out,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (out > 0)
+    return _GuidedReLU.apply(x, None)
 
 
 def guided_relu6(x: torch.Tensor) -> torch.Tensor:
     """ReLU6 with the guided backward rule of a ReLU (MobileNet/EfficientNet-Lite activations):
-    saturated units pass gradient too (see `_GuidedReLU6`)."""
-    return _GuidedReLU6.apply(x)
+    saturated units pass gradient too (see `_GuidedReLU`)."""
+    return _GuidedReLU.apply(x, 6.0)
 
 
 _RELU_FUNCTIONS = (F.relu, torch.relu)
@@ -142,15 +127,8 @@ def _no_autocast(model: LoadedModel) -> torch.autocast:
     return torch.autocast(model.device.type, enabled=False)
 
 
-@contextlib.contextmanager
-def _exact_grad_mode(model: LoadedModel) -> Iterator[None]:
-    """Gradients on and fp32, even if the caller is in no_grad, inference_mode or autocast."""
-    with torch.inference_mode(False), torch.enable_grad(), _no_autocast(model):
-        yield
-
-
 def _leaf(model: LoadedModel, x: torch.Tensor, requires_grad: bool = True) -> torch.Tensor:
-    """A fresh fp32 leaf copy of x that gradients are taken with respect to (call it in _exact_grad_mode)."""
+    """A fresh fp32 leaf copy of x that gradients are taken with respect to (call it in model.gradient_pass())."""
     leaf = x.detach().to(model.device, torch.float32, memory_format=torch.channels_last).clone()
     return leaf.requires_grad_(requires_grad)
 
@@ -174,7 +152,7 @@ def _input_grad(
 ) -> torch.Tensor:
     """d objective / d input, [N, C, H, W] fp32 on CPU."""
     graph = _graph(model, guided, upto)
-    with model.lock, sharing.forward(), _exact_grad_mode(model):
+    with model.gradient_pass():
         leaf = _leaf(model, x)
         score = objective(graph(leaf))
         (grad,) = torch.autograd.grad(score, [leaf])
@@ -391,7 +369,7 @@ def _plain_pass(
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """One forward/backward of the class score: (input gradient or None, Grad-CAM [1, 1, H, W])."""
     graph = _graph(model, False, None)
-    with model.lock, sharing.forward(), _exact_grad_mode(model):
+    with model.gradient_pass():
         leaf = _leaf(model, x, requires_grad=with_input)
         outs = graph(leaf)
         act = outs[layer]

@@ -46,7 +46,7 @@ def _activation_and_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The layer's output A and d(class logit)/dA, both [1, K, h, w] fp32 on CPU."""
     graph = attr._graph(model, False, None)
-    with model.lock, sharing.forward(), attr._exact_grad_mode(model):
+    with model.gradient_pass():
         leaf = attr._leaf(model, x, requires_grad=False)
         outs = graph(leaf)
         act = outs[layer]

@@ -34,11 +34,10 @@ How they run, and why:
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +49,6 @@ from torch import fx, nn
 from app.base.paths import ASSETS
 from app.networks.activations import derived
 from app.networks.loaded import LoadedModel
-from app.serving import sharing
 from app.serving.progress import Progress
 
 Preview = Callable[["Dream"], None]
@@ -194,20 +192,6 @@ def _graph(model: LoadedModel, layers: Sequence[str], redirect: bool = False) ->
     for name in names:
         model.layer(name)  # KeyError with the model's name for an unknown layer
     return model.cached(("dreams", names, redirect), lambda: derived(model, None, _edit(model, names, redirect)))
-
-
-@contextlib.contextmanager
-def _step(model: LoadedModel) -> Iterator[None]:
-    """One optimisation step on the shared layers: a gradient pass, so under the model's lock (and
-    `sharing.forward()`, so no fx trace overlaps it, app/serving/sharing.py), gradients on, fp32."""
-    with (
-        model.lock,
-        sharing.forward(),
-        torch.inference_mode(False),
-        torch.enable_grad(),
-        torch.autocast(model.device.type, enabled=False),
-    ):
-        yield
 
 
 def _stats(model: LoadedModel, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -360,7 +344,7 @@ def visualise(
     history: list[float] = []
     start = time.perf_counter()
     for step in range(steps):
-        with _step(model):
+        with model.gradient_pass():
             view = _random_view(param.pixels(), generator, pad, jitter)
             out = _forward(model, graph, view)[layer][0, channel]
             objective = out.mean()
@@ -495,7 +479,7 @@ def deep_dream(
         jitter = max(1, min(picture.shape[-2:]) // 14)
         for _ in range(steps):
             dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator))
-            with _step(model):
+            with model.gradient_pass():
                 leaf = torch.roll(picture, (dy, dx), (2, 3)).requires_grad_(True)
                 act = _forward(model, graph, leaf)[layer]
                 objective = act.pow(2).mean()
@@ -664,7 +648,7 @@ def style_transfer(
     graph = _graph(model, [layers.content, *layers.style])
     content_pixels = _picture_tensor(_fit(content, size, crop=True))
     style_pixels = _picture_tensor(_fit(style, size, crop=False))
-    with _step(model), torch.no_grad():
+    with model.gradient_pass(), torch.no_grad():
         target_content = _forward(model, graph, content_pixels)[layers.content].detach()
         style_out = _forward(model, graph, style_pixels)
         target_grams = [gram(style_out[name]).detach() for name in layers.style]
@@ -675,7 +659,7 @@ def style_transfer(
     history: dict[str, list[float]] = {"style": [], "content": [], "total": []}
     start = time.perf_counter()
     for step in range(steps):
-        with _step(model):
+        with model.gradient_pass():
             out = _forward(model, graph, picture)
             content_loss = (out[layers.content] - target_content).pow(2).mean() / content_scale
             style_loss = sum(

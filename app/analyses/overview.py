@@ -25,7 +25,6 @@ from torch import fx
 
 from app.networks.activations import activations, derived
 from app.networks.loaded import LoadedModel
-from app.serving import sharing
 
 THUMB = 28  # thumbnails are average-pooled to at most this many cells a side: readable, and a small payload
 _SHOWN_KINDS = ("add", "relu", "pool", "conv")  # kinds that can represent a stage (not bn, padding, avgpool)
@@ -131,13 +130,7 @@ def feeding_channels(model: LoadedModel, x: torch.Tensor, source: str, target: s
     every gradient pass on a shared network does.
     """
     graph = _pair_graph(model, source, target)
-    with (
-        model.lock,
-        sharing.forward(),
-        torch.inference_mode(False),
-        torch.enable_grad(),
-        torch.autocast(model.device.type, enabled=False),
-    ):
+    with model.gradient_pass():
         leaf = x.detach().to(model.device, torch.float32, memory_format=torch.channels_last).requires_grad_(True)
         out = graph(leaf)
         src = out[source]

@@ -12,9 +12,10 @@ puts hooks on the module, and gradient passes, also hold `model.lock`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,22 @@ class LoadedModel:
             if key not in self._derived:
                 self._derived[key] = build()
             return self._derived[key]
+
+    @contextlib.contextmanager
+    def gradient_pass(self) -> Iterator[None]:
+        """Held while gradients flow through the shared module (attribution, dreams, the overview).
+
+        Under the model's lock (the one lock order: see `cached`) and `sharing.forward()` (no fx
+        trace may overlap it), with gradients on and autocast off, even inside a caller's
+        inference_mode or autocast: the maps and steps are meant to be exact fp32."""
+        with (
+            self.lock,
+            sharing.forward(),
+            torch.inference_mode(False),
+            torch.enable_grad(),
+            torch.autocast(self.device.type, enabled=False),
+        ):
+            yield
 
     def digest(self) -> str:
         """SHA-256 of the weights (every state-dict tensor, in order), hashed once per model.

@@ -21,7 +21,9 @@ def tile(values: np.ndarray) -> np.ndarray:
 
 def stage_title(stage: Stage) -> str:
     c, h, w = stage.shape
-    parts = [f"<b>{stage.layer}</b>", f"{c} ch · {h}×{w}"]
+    block, _, last = stage.layer.rpartition(".")  # long module paths on two lines, or the columns' titles overlap
+    name = f"<b>{block}</b><br><b>.{last}</b>" if block else f"<b>{stage.layer}</b>"
+    parts = [name, f"{c} ch · {h}×{w}"]
     if stage.additions:
         parts.append(f"{len(stage.blocks)} blocks, {stage.additions} +")
     elif stage.blocks:
@@ -56,11 +58,8 @@ def network_figure(
                 go.Scatter(
                     x=[TILE / 2],
                     y=[TILE / 2],
-                    mode="markers+text",
+                    mode="markers",
                     marker=dict(size=TILE, opacity=0.01, symbol="square"),
-                    text=[f"{channel}"],
-                    textposition="bottom center",
-                    textfont=dict(color="white", size=11),
                     customdata=[[stage.layer, channel]],
                     hovertemplate=f"{stage.layer}, channel {channel}<br>mean {strength:.3g}"
                     "<br>click: follow it<extra></extra>",
@@ -69,21 +68,27 @@ def network_figure(
                 r,
                 c,
             )
-            frame = (
-                HIGHLIGHT
-                if selected == (stage.layer, channel)
-                else FEEDER
-                if (stage.layer, channel) in feeders
-                else None
+            fig.add_annotation(  # the channel number, inside the tile's bottom edge, readable on any colour
+                x=TILE / 2,
+                y=TILE - 2,
+                text=str(channel),
+                showarrow=False,
+                yanchor="bottom",
+                font=dict(color="white", size=11),
+                bgcolor="rgba(0,0,0,0.55)",
+                row=r,
+                col=c,
             )
+            unit = (stage.layer, channel)
+            frame = HIGHLIGHT if unit == selected else FEEDER if unit in feeders else None
             if frame:
-                fig.add_shape(
-                    type="rect", x0=-1, y0=-1, x1=TILE, y1=TILE, line=dict(color=frame, width=4), row=r, col=c
-                )
+                box = dict(type="rect", x0=-1, y0=-1, x1=TILE, y1=TILE, line=dict(color=frame, width=4))
+                fig.add_shape(**box, row=r, col=c)
     fig.update_xaxes(visible=False, range=[-2, TILE + 1])
     fig.update_yaxes(visible=False, range=[TILE + 1, -2])
     fig.update_annotations(font_size=11)
+    top = 110 if any("." in s.layer for s in ov.stages) else 70  # room for two-line layer names
     fig.update_layout(
-        height=120 + 96 * rows, margin=dict(l=4, r=4, t=70, b=4), clickmode="event+select", dragmode=False
+        height=120 + 96 * rows, margin=dict(l=4, r=4, t=top, b=4), clickmode="event+select", dragmode=False
     )
     return fig
