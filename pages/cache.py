@@ -140,6 +140,10 @@ def logits(model_key: str, input_key: str, _x: torch.Tensor) -> np.ndarray:
 # 400 MB of data-set maps (one Fashion-MNIST test-set map is 43-60 MB).
 RESULTS_BYTES = 300 * 2**20
 DATA_RESULTS_BYTES = 400 * 2**20
+# A unit's nine pictures or an overview's 64 tiles are under 1 MB (app/pictures/units.py); the cap
+# is for what else lands there. Without one, full-size patches of deep units took a server from
+# 2.0 to 12.6 GB with ten students (issue 20).
+UNIT_RESULTS_BYTES = 64 * 2**20
 
 
 @st.cache_resource(max_entries=4, ttl=1800, show_spinner="Computing every layer's output…")
@@ -159,7 +163,7 @@ def _results() -> ResultStore:
 def _unit_results() -> ResultStore:
     """A unit's nine examples and a layer's overview tiles: many small entries, kept apart from the
     data-set store so browsing units never evicts a data set's table."""
-    return ResultStore(max_entries=64, ttl=3600)
+    return ResultStore(max_entries=64, ttl=3600, max_bytes=UNIT_RESULTS_BYTES)
 
 
 def unit_result(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:

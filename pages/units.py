@@ -8,19 +8,20 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app.analyses import attribution
 from app.analyses import dataset_examples as D
 from app.analyses.embedding import labels_from_names
 from app.base.errors import LensError
 from app.networks.batches import model_inputs
 from app.networks.datasets import load_fashion_mnist
 from app.pictures import figures
+from app.pictures import units as U
 from pages import cache, common
 
 FASHION_SET = "Fashion-MNIST test set (10,000 images)"
 PHOTO_SET = "Bundled photos (200 crops of 10 free photos)"
 OWN_SET = "My own collection (upload)"
 SIDE = 112  # display size of one patch or projection, in screen pixels
+TILE = 64  # display size of one layer-overview tile (figures.tile_mosaic's side)
 OVERVIEW = 64  # channels per page of the layer overview
 
 
@@ -77,13 +78,6 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
         names,
         "folder" if folders else "file",
     )
-
-
-def _pair(model, patch: np.ndarray, projection: np.ndarray) -> np.ndarray:
-    """The patch and its projection side by side, each SIDE pixels on its long side."""
-    proj = attribution.gradient_image(projection, 99)
-    pictures = [figures.scaled_picture(D.to_rgb(model, patch), SIDE), figures.scaled_picture(proj, SIDE)]
-    return figures.side_by_side(pictures)
 
 
 def _photo_sources(examples: list[D.Example]) -> None:
@@ -170,9 +164,9 @@ if st.button(
     st.switch_page("pages/dreams.py")
 
 st.subheader(f"The 9 images that excite {layer}, channel {channel} most")
-examples = cache.unit_result(
-    ("examples", sel.model_key, data_key, layer, channel),
-    lambda: D.unit_examples(model, table, inputs, layer, channel, 9),
+examples = cache.unit_result(  # pictures only: a deep unit's full-size patches are 156 MB (app/pictures/units.py)
+    ("example views", sel.model_key, data_key, layer, channel),
+    lambda: U.example_views(model, D.unit_examples(model, table, inputs, layer, channel, 9), SIDE),
 )
 if not examples:
     st.info("No images to show.")
@@ -184,7 +178,7 @@ for start in range(0, len(examples), 3):
         before = ranked_by[rank - 1]
         value = f"{ex.value:.3g}" + (f" ({before:.3g})" if clamped and before != ex.value else "")
         col.image(
-            _pair(model, ex.patch, ex.projection),
+            U.pair(ex.patch, ex.projection, SIDE),
             caption=f"#{rank} · {value} · {names[ex.image] if names else ''} · image {ex.image}",
             width="stretch",
         )
@@ -201,7 +195,7 @@ st.caption(
         else ""
     )
 )
-if (note := D.border_note(model, layer, examples)) is not None:
+if (note := D.border_note(model, layer, [ex.box for ex in examples])) is not None:
     st.warning(note, icon=":material/border_outer:")
 with st.expander("Where in its image? Pick one of the nine"):
     which = st.radio("Image", range(1, len(examples) + 1), horizontal=True, key="units_which")
@@ -230,7 +224,8 @@ c1.markdown(
 )
 box = D.receptive_box(model, layer, y, x)
 mine = sel.analysis(D.unit_projection, layer=layer, channel=channel, y=y, x_pos=x)
-c1.image(_pair(model, D.crop(sel.x[0].numpy(), box), D.crop(mine, box)), caption="what it saw · projection")
+seen = U.patch_picture(model, D.crop(sel.x[0].numpy(), box), SIDE), U.projection_picture(D.crop(mine, box), SIDE)
+c1.image(U.pair(*seen, SIDE), caption="what it saw · projection")
 c2.plotly_chart(
     figures.boxed_image(np.asarray(common.model_input_rgb(sel)), box, "where on your image", height=320),
     width="stretch",
@@ -250,13 +245,12 @@ first = st.selectbox(
     key=f"units_overview_{sel.model_key}_{layer}",
 )
 shown = range(first, min(first + OVERVIEW, channels))
-patches = cache.unit_result(
+tiles = cache.unit_result(
     ("overview", sel.model_key, data_key, layer, first),
-    lambda: D.best_patches(model, table, inputs, layer, shown),
+    lambda: U.overview_tiles(model, D.best_patches(model, table, inputs, layer, shown), TILE),
 )
-tiles = [None if p is None else D.to_rgb(model, p) for p in patches]
 st.plotly_chart(
-    figures.tile_mosaic(tiles, [str(c) for c in shown]),
+    figures.tile_mosaic(tiles, [str(c) for c in shown], side=TILE),
     width="stretch",
 )
 st.caption(

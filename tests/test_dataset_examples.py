@@ -494,23 +494,16 @@ def test_default_layer_is_the_deepest_rectified_map_whose_field_fits_in_half_the
     assert chosen == expected
 
 
-def _example(model: LoadedModel, layer: str, y: int, x: int) -> D.Example:
-    box = D.receptive_box(model, layer, y, x)
-    blank = np.zeros((1, box[2] - box[0], box[3] - box[1]), np.float32)
-    return D.Example(1.0, 0, y, x, box, blank, blank)
-
-
 def test_border_note_when_most_best_fields_reach_into_the_padding(fashion: LoadedModel) -> None:
     layer = "conv2_1"  # 10x10 fields, 2 px apart on the 28 px image: units at the map's edge overhang it
-    inside = [_example(fashion, layer, 7, 7)] * 4
-    assert not D.reaches_padding(fashion, inside[0].box)
-    assert D.reaches_padding(fashion, _example(fashion, layer, 0, 7).box)
-    assert D.reaches_padding(fashion, _example(fashion, layer, 7, 13).box)
-    edge = [_example(fashion, layer, 0, 7), _example(fashion, layer, 7, 13), _example(fashion, layer, 13, 0)]
+    inside = [D.receptive_box(fashion, layer, 7, 7)] * 4
+    assert not D.reaches_padding(fashion, inside[0])
+    edge = [D.receptive_box(fashion, layer, y, x) for y, x in ((0, 7), (7, 13), (13, 0))]
+    assert all(D.reaches_padding(fashion, box) for box in edge)
     assert D.border_note(fashion, layer, inside + edge[:2] * 2 + edge[2:]).startswith("5 of these 9")
     assert D.border_note(fashion, layer, inside * 2 + edge[:1]) is None  # 1 of 9
     assert D.border_note(fashion, layer, inside + edge[:2] * 2) is None  # 4 of 8: not most
-    assert D.border_note(fashion, "fc3", [_example(fashion, "fc3", 0, 0)] * 9) is None  # sees the whole image
+    assert D.border_note(fashion, "fc3", [D.receptive_box(fashion, "fc3", 0, 0)] * 9) is None  # sees the whole image
 
 
 def test_label_chart_counts_well_below_each_labels_share() -> None:
