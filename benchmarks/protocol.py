@@ -112,6 +112,7 @@ class Run:
     status: str = "ok"  # "ok", "timeout", "dropped", "compile error", "no rerun" (a widget that ignores reruns)
     exceptions: list[str] = field(default_factory=list)  # st.exception elements on screen after the run
     error_alerts: list[str] = field(default_factory=list)  # st.error elements on screen after the run
+    spinners: list[str] = field(default_factory=list)  # texts of the spinners shown during the run
     lost: str = ""  # why the action did not take ("" when it did)
 
     @property
@@ -164,6 +165,7 @@ class Student:
         self._media_seen: set[str] = set()
         self._closed: str = ""  # why the socket closed, once it has
         self._media_tasks: list[asyncio.Future] = []
+        self._spinners: list[str] = []
 
     async def __aenter__(self) -> Student:
         await self.connect()
@@ -271,8 +273,12 @@ class Student:
         path = tuple(msg.metadata.delta_path)
         delta = msg.delta
         which = delta.WhichOneof("type")
+        if which == "new_transient":  # spinners: shown during the run, not part of the page
+            shown = delta.new_transient.elements
+            self._spinners += [e.spinner.text for e in shown if e.WhichOneof("type") == "spinner"]
+            return
         if which not in ("new_element", "add_block"):
-            return  # transients (toasts) are not part of the page
+            return
         node = _Node(
             delta.new_element if which == "new_element" else delta.add_block,
             which == "add_block",
@@ -494,7 +500,7 @@ class Student:
     ) -> Run:
         if self._closed:
             return Run(action, self.page_title, status="dropped", lost=self._closed)
-        self._media_tasks = []
+        self._media_tasks, self._spinners = [], []
         state = ClientState(
             query_string=self.query_string,
             page_script_hash=self.page_hash if page_hash is None else page_hash,
@@ -521,6 +527,7 @@ class Student:
             self._bytes - bytes0 + media,
             self._messages - messages0,
             status or ("dropped" if self._closed else "timeout"),
+            spinners=self._spinners,
         )
         for el in self.elements("exception"):
             run.exceptions.append(f"{el.exception.type}: {el.exception.message}"[:300])
