@@ -174,11 +174,16 @@ def rows(clicks: list[Click]) -> list[Row]:
 
 
 def pick_change(widgets: list[Widget], current: Callable[[Widget], object], rng: random.Random):
-    """A widget of the page (not the sidebar, not in a form) and a new value for it, or None."""
+    """A widget of the page and a new value for it, or None. Not the sidebar's (the model and the image
+    stay), not a form's (it waits for its submit button), not one that never reruns the page."""
     candidates = [
         w
         for w in widgets
-        if not w.in_sidebar and w.kind in SETTABLE and not w.form_id and not getattr(w.proto, "disabled", False)
+        if not w.in_sidebar
+        and w.kind in SETTABLE
+        and not w.form_id
+        and not getattr(w.proto, "disabled", False)
+        and not getattr(w.proto, "ignore_rerun", False)
     ]
     rng.shuffle(candidates)
     for w in candidates:

@@ -14,27 +14,28 @@ websocket `/_stcore/stream` and exchanges the same protobuf messages the fronten
   XSRF cookie and header), then the uploader's widget state in a rerun;
 - a page switch sends the new page's hash with the main script's widgets only, like `onPageChange`;
 - a run is finished when the last run started after the request ends with `script_finished`
-  (full or fragment run); `FINISHED_EARLY_FOR_RERUN` is only a step of the chain.
+  (full or fragment run); `FINISHED_EARLY_FOR_RERUN` is only a step of the chain;
+- `st.fragment(run_every=...)` timers run as the frontend's do (`auto_rerun` starts one; a full
+  run, `stop_auto_rerun` or a page switch stops them); an action lasts until its page has
+  settled: its run finished and no progress bar on screen that a polling fragment still moves
+  (a queued job's place and progress), as a person waits for the page to be complete.
 
 Each action returns a `Run`: seconds, bytes received (websocket frames plus the media files the
 page shows, fetched as a browser would), exceptions and error alerts on screen, the page it landed
-on. Not emulated: timers of `st.fragment(run_every=...)` (auto reruns are counted, not sent),
-component iframes, and the data-editor's edits.
+on. Not emulated: component iframes and the data-editor's edits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.cookies
 import secrets
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+import requests
 import websockets
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ClientState_pb2 import ClientState
@@ -145,7 +146,7 @@ class Student:
         self.page_hash = ""
         self.main_script_hash = ""
         self.query_string = ""
-        self.auto_reruns = 0  # fragments with run_every the server asked for (not emulated)
+        self.auto_reruns = 0  # reruns sent by run_every timers so far
         self._xsrf = ""
         self._ws: Any = None
         self._reader: asyncio.Task | None = None
@@ -156,16 +157,19 @@ class Student:
         self._runs_done = 0
         self._max_age = 2
         self._latest_run = ""  # script_run_id of the last run the server started
-        self._latest_fragments: list[str] = []
+        self._started: list[tuple[str, list[str]]] = []  # (script_run_id, fragment ids) of every run, in order
         self._finished: dict[str, str] = {}  # script_run_id -> finished status
         self._event = asyncio.Event()
         self._file_urls: dict[str, Any] = {}
         self._bytes = 0
         self._messages = 0
         self._media_seen: set[str] = set()
+        self._http = requests.Session()  # keeps its connections open, as a browser does
         self._closed: str = ""  # why the socket closed, once it has
         self._media_tasks: list[asyncio.Future] = []
         self._spinners: list[str] = []
+        self._timers: dict[str, tuple[float, asyncio.Task]] = {}  # fragment id -> (interval, its timer)
+        self._acting = False  # an action's own rerun is in flight: timers wait (see _timer)
 
     async def __aenter__(self) -> Student:
         await self.connect()
@@ -195,6 +199,8 @@ class Student:
         return await self._rerun("open the app", page_hash="")
 
     async def close(self) -> None:
+        self._stop_timers()
+        self._http.close()
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -203,11 +209,9 @@ class Student:
                 await self._reader
 
     def _fetch_xsrf_cookie(self) -> str:
-        with urllib.request.urlopen(f"{self.base_url}/_stcore/health", timeout=self.timeout) as resp:
-            jar = http.cookies.SimpleCookie()
-            for header in resp.headers.get_all("Set-Cookie") or []:
-                jar.load(header)
-        return jar[XSRF_COOKIE].value if XSRF_COOKIE in jar else ""
+        """GET the health endpoint as the frontend does first; its response sets the XSRF cookie."""
+        self._http.get(f"{self.base_url}/_stcore/health", timeout=self.timeout).raise_for_status()
+        return self._http.cookies.get(XSRF_COOKIE, "")
 
     async def _read(self) -> None:
         try:
@@ -257,7 +261,9 @@ class Student:
         elif kind == "file_urls_response":
             self._file_urls[msg.file_urls_response.response_id] = msg.file_urls_response
         elif kind == "auto_rerun":
-            self.auto_reruns += 1
+            self._start_timer(msg.auto_rerun.fragment_id, msg.auto_rerun.interval)
+        elif kind == "stop_auto_rerun":
+            self._stop_timers(msg.stop_auto_rerun.fragment_ids)
 
     def _new_session(self, msg: ForwardMsg) -> None:
         session = msg.new_session
@@ -267,7 +273,34 @@ class Student:
             self._max_age = session.config.max_cached_message_age
         self.main_script_hash = session.main_script_hash or self.main_script_hash
         self._latest_run = msg.metadata.run.script_run_id
-        self._latest_fragments = list(msg.metadata.run.fragment_ids)
+        fragments = list(msg.metadata.run.fragment_ids)
+        self._started.append((self._latest_run, fragments))
+        if not fragments:  # a full run registers its fragments' timers anew
+            self._stop_timers()
+
+    # ---- run_every timers (the frontend's autoRerunIntervals) ------------------------------
+
+    def _start_timer(self, fragment_id: str, interval: float) -> None:
+        if not fragment_id or self._timers.get(fragment_id, (None,))[0] == interval:
+            return
+        self._stop_timers([fragment_id])
+        task = asyncio.get_running_loop().create_task(self._timer(fragment_id, interval), name="student-timer")
+        self._timers[fragment_id] = (interval, task)
+
+    def _stop_timers(self, fragment_ids: Any = None) -> None:
+        for fid in list(self._timers if fragment_ids is None else fragment_ids):
+            entry = self._timers.pop(fid, None)
+            if entry is not None:
+                entry[1].cancel()
+
+    async def _timer(self, fragment_id: str, interval: float) -> None:
+        """Rerun one fragment every `interval` seconds, as the frontend's setInterval does. A tick
+        that falls while an action's own rerun is on its way is skipped, so the two do not race."""
+        while not self._closed:
+            await asyncio.sleep(interval)
+            if not self._acting and not self._closed:
+                self.auto_reruns += 1
+                await self._send_rerun(fragment_id=fragment_id, is_auto=True)
 
     def _delta(self, msg: ForwardMsg) -> None:
         path = tuple(msg.metadata.delta_path)
@@ -345,9 +378,8 @@ class Student:
 
     def _get_bytes(self, url: str) -> int:
         try:
-            with urllib.request.urlopen(self.base_url + url, timeout=self.timeout) as resp:
-                return len(resp.read())
-        except (urllib.error.URLError, OSError):
+            return len(self._http.get(self.base_url + url, timeout=self.timeout).content)
+        except requests.RequestException:
             return 0
 
     # ---- what is on screen --------------------------------------------------------------
@@ -400,6 +432,7 @@ class Student:
         target = self.pages[title]
         keep = {w.id for w in self.widgets() if w.script_hash == self.main_script_hash}
         states = [s for wid, s in self._values.items() if wid in keep]
+        self._stop_timers()
         if target != self.page_hash:
             self.query_string = ""
         run = await self._rerun(f"open {title}", page_hash=target, states=states)
@@ -469,13 +502,10 @@ class Student:
             + f"\r\n--{boundary}--\r\n".encode()
         )
         url = upload_url if upload_url.startswith("http") else self.base_url + upload_url
-        request = urllib.request.Request(url, data=body, method="PUT")
-        request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
-        request.add_header("X-Xsrftoken", self._xsrf)
-        request.add_header("Cookie", f"{XSRF_COOKIE}={self._xsrf}")
-        with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-            if resp.status not in (200, 204):
-                raise ProtocolError(f"upload refused: HTTP {resp.status}")
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "X-Xsrftoken": self._xsrf}
+        resp = self._http.put(url, data=body, headers=headers, timeout=self.timeout)  # the session sends the cookie
+        if resp.status_code not in (200, 204):
+            raise ProtocolError(f"upload refused: HTTP {resp.status_code} {resp.text[:200]}")
 
     def _lost(self, w: Widget, sent: WidgetState) -> str:
         """How a widget change was lost, judged from what the server drew back ("" if it took)."""
@@ -498,27 +528,21 @@ class Student:
         fragment_id: str = "",
         extra: list[WidgetState] | None = None,
     ) -> Run:
+        """Send one rerun and wait for its run to finish and the page to settle; what it cost."""
         if self._closed:
             return Run(action, self.page_title, status="dropped", lost=self._closed)
         self._media_tasks, self._spinners = [], []
-        state = ClientState(
-            query_string=self.query_string,
-            page_script_hash=self.page_hash if page_hash is None else page_hash,
-            fragment_id=fragment_id,
-            cached_message_hashes=list(self._cache),
-        )
-        state.widget_states.widgets.extend(list(self._values.values()) if states is None else states)
-        state.widget_states.widgets.extend(extra or [])
-        ctx = state.context_info
-        ctx.timezone, ctx.timezone_offset, ctx.locale = "UTC", 0, "en-US"
-        ctx.url, ctx.is_embedded, ctx.color_scheme = self.base_url + "/", False, "light"
-        msg = BackMsg()
-        msg.rerun_script.CopyFrom(state)
         bytes0, messages0 = self._bytes, self._messages
         start = time.perf_counter()
-        before = self._latest_run
-        await self._ws.send(msg.SerializeToString())
-        status = await self._wait_for(lambda: self._status_since(before))
+        before = len(self._started)
+        self._acting = True
+        try:
+            await self._send_rerun(page_hash=page_hash, states=states, fragment_id=fragment_id, extra=extra)
+            status = await self._wait_for(lambda: self._status_since(before, fragment_id))
+        finally:
+            self._acting = False
+        if status is not None and not await self._wait_for(lambda: True if self._settled() else None):
+            status = None
         media = sum(await asyncio.gather(*self._media_tasks)) if self._media_tasks else 0
         run = Run(
             action,
@@ -536,9 +560,44 @@ class Student:
                 run.error_alerts.append(el.alert.body[:300])
         return run
 
-    def _status_since(self, before: str) -> str | None:
-        """How the last run started after `before` finished (None while none has started or it still runs)."""
-        return self._finished.get(self._latest_run) if self._latest_run != before else None
+    async def _send_rerun(
+        self,
+        *,
+        page_hash: str | None = None,
+        states: list[WidgetState] | None = None,
+        fragment_id: str = "",
+        extra: list[WidgetState] | None = None,
+        is_auto: bool = False,
+    ) -> None:
+        state = ClientState(
+            query_string=self.query_string,
+            page_script_hash=self.page_hash if page_hash is None else page_hash,
+            fragment_id=fragment_id,
+            is_auto_rerun=is_auto,
+            cached_message_hashes=list(self._cache),
+        )
+        state.widget_states.widgets.extend(list(self._values.values()) if states is None else states)
+        state.widget_states.widgets.extend(extra or [])
+        ctx = state.context_info
+        ctx.timezone, ctx.timezone_offset, ctx.locale = "UTC", 0, "en-US"
+        ctx.url, ctx.is_embedded, ctx.color_scheme = self.base_url + "/", False, "light"
+        msg = BackMsg()
+        msg.rerun_script.CopyFrom(state)
+        with contextlib.suppress(websockets.ConnectionClosed):  # the reader records why it closed
+            await self._ws.send(msg.SerializeToString())
+
+    def _settled(self) -> bool:
+        """The last run has finished, and no polling fragment still moves a progress bar on screen."""
+        if self._latest_run not in self._finished:
+            return False
+        return not (self._timers and self.elements("progress"))
+
+    def _status_since(self, before: int, fragment_id: str) -> str | None:
+        """How the run this request asked for finished: the last run started after `before` that is a
+        full run, or a run of the fragment asked for (whose st.rerun() may continue as a full run);
+        None while none has started or it still runs. A timer's fragment run does not end the wait."""
+        mine = [rid for rid, frags in self._started[before:] if not frags or (fragment_id and fragment_id in frags)]
+        return self._finished.get(mine[-1]) if mine else None
 
     async def _wait_for(self, ready: Any) -> Any:
         """Wait until ready() returns something, the socket closes, or the timeout passes (then None)."""

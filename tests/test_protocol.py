@@ -139,3 +139,27 @@ def test_a_student_tours_the_fashion_cnn(app_url):
         assert run.finished and not run.lost, run
         assert not run.exceptions and not run.error_alerts, run
         assert run.bytes > 0
+
+
+def _fragment_run(run_id: str, fragment: str) -> list[bytes]:
+    start, done = ForwardMsg(), ForwardMsg()
+    start.new_session.main_script_hash = "main"
+    start.metadata.run.script_run_id = run_id
+    start.metadata.run.fragment_ids.append(fragment)
+    done.script_finished = ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY
+    done.metadata.run.script_run_id = run_id
+    done.metadata.run.fragment_ids.append(fragment)
+    return [start.SerializeToString(), done.SerializeToString()]
+
+
+def test_a_timers_fragment_run_does_not_end_the_wait_for_a_full_run():
+    student = recorded(_first_run())
+    before = len(student._started)
+    for frame in _fragment_run("tick-1", "progress-fragment"):  # a run_every tick slips in first
+        student._handle(student._dereference(frame))
+    assert student._status_since(before, "") is None
+    assert student._status_since(before, "progress-fragment") == "ok"  # what a click in that fragment waits for
+    student._handle(student._dereference(_new_session("run-2")))
+    assert student._status_since(before, "") is None  # started, still running
+    student._handle(student._dereference(_finished("run-2")))
+    assert student._status_since(before, "") == "ok"
