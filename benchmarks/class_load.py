@@ -345,11 +345,12 @@ class Result:
 
 
 async def _sample(server: Server, samples: list[tuple[float, float]], stop: asyncio.Event) -> None:
+    cpu = server.cpu_reader()
     while not stop.is_set():
-        samples.append((time.monotonic(), server.cpu_seconds()))
+        samples.append((time.monotonic(), cpu()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), CPU_SAMPLE_S)
-    samples.append((time.monotonic(), server.cpu_seconds()))
+    samples.append((time.monotonic(), cpu()))
 
 
 async def measure(server: Server, plan: Plan, scenario: str, students: int) -> Result:

@@ -16,7 +16,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,13 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (every thread)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(Path(f"/proc/{self.pid}/stat").read_bytes())
+
+    def cpu_reader(self) -> Callable[[], float]:
+        """cpu_seconds for frequent sampling: the /proc file stays open and is re-read in place."""
+        fd = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY)
+        weakref.finalize(self, os.close, fd)
+        return lambda: _cpu_seconds(os.pread(fd, 4096, 0))
 
     def memory_mb(self) -> tuple[float, float]:
         """(resident now, peak resident) in MB."""
@@ -41,6 +47,11 @@ class Server:
             if key in ("VmRSS", "VmHWM"):
                 values[key] = int(rest.split()[0]) / 1024
         return values["VmRSS"], values["VmHWM"]
+
+
+def _cpu_seconds(stat: bytes) -> float:
+    fields = stat.rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def parse_cores(text: str) -> set[int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import time
 
+from app.base.paths import REPO
 from app.networks.models import OFFER_ENV, offered_models
 
 
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> int:
     print(f"CNN Lens: models ready in {time.perf_counter() - start:.1f} s; starting the server", flush=True)
     from streamlit.web import cli
 
-    sys.argv = ["streamlit", "run", "streamlit_app.py", *argv]
+    sys.argv = ["streamlit", "run", str(REPO / "streamlit_app.py"), *argv]
     return cli.main()
 
 
