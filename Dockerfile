@@ -54,6 +54,8 @@ RUN groupadd --gid 10001 lens \
 USER 10001:10001
 
 EXPOSE 8501
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+# scripts.serve loads the offered models ($CNN_LENS_OFFER, default all) and runs each once before
+# the port opens, so "healthy" means the first student waits no longer than the tenth.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"]
-CMD ["streamlit", "run", "streamlit_app.py", "--server.address=0.0.0.0", "--server.port=8501"]
+CMD ["python", "-m", "scripts.serve", "--server.address=0.0.0.0", "--server.port=8501"]

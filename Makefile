@@ -53,7 +53,7 @@ train: data
 
 run: warm
 	-$(BIN)/python -m scripts.download_weights --optional
-	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+	$(BIN)/python -m scripts.serve --server.port $(PORT)
 
 system-deps:
 	bash scripts/ensure_system_deps.sh

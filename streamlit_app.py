@@ -9,8 +9,7 @@ from __future__ import annotations
 import streamlit as st
 from starlette.formparsers import MultiPartParser
 
-from app.base.errors import LensError
-from app.networks.models import MODEL_NAMES, model_names
+from app.networks.models import offered_models
 from app.networks.samples import sample_bytes, samples
 from pages.common import (
     FASHION_INTAKE,
@@ -97,12 +96,11 @@ def _image_picker(model_name: str) -> None:
 
 
 def _model_names() -> dict[str, str]:
-    """Shipped models plus the teacher's configured ones; a broken config file is reported, not fatal."""
-    try:
-        return model_names()
-    except LensError as exc:
-        st.sidebar.error(f"Extra models are off: {exc}", icon=":material/error:")
-        return dict(MODEL_NAMES)
+    """The models this server offers; a broken config file or an unknown offered name is reported, not fatal."""
+    names, problems = offered_models()
+    for problem in problems:
+        st.sidebar.error(problem, icon=":material/error:")
+    return names
 
 
 STORE_KEYS = {"Upload": "upload", "Camera": "camera"}

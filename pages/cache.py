@@ -17,6 +17,7 @@ import inspect
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
@@ -27,15 +28,16 @@ import torch
 from app.analyses import dataset_examples as D
 from app.base.errors import LensError
 from app.networks.activations import activations
+from app.networks.images import load_image
 from app.networks.loaded import LoadedModel
 from app.networks.models import (
-    MODEL_NAMES,
     VGG_ENV,
     fetch_vgg16_weights,
     get_model,
     get_model_or_untrained,
-    model_names,
+    offered_models,
 )
+from app.networks.samples import sample_bytes, samples
 from app.serving.lru import ResultStore
 from app.serving.progress import Progress
 
@@ -44,14 +46,30 @@ T = TypeVar("T")
 
 @st.cache_resource(show_spinner="Loading the models (first visit only)…")
 def _shared_models() -> dict[str, tuple[LoadedModel, str | None]]:
-    """Every shipped model (and the teacher's configured ones), loaded together: loading traces
-    them with torch.fx, which must not overlap a forward pass in another session (see
-    app/networks/activations.py). A broken config file leaves out only the configured models."""
-    try:
-        names = model_names()
-    except LensError:
-        names = MODEL_NAMES
-    return {name: get_model_or_untrained(name) for name in names}
+    """Every model this server offers (app.networks.models.offered_models), loaded together: loading
+    traces them with torch.fx, which must not overlap a forward pass in another session (see
+    app/networks/activations.py). scripts/serve.py calls `warm_models` before the server starts,
+    so no student's run loads them."""
+    return {name: get_model_or_untrained(name) for name in offered_models()[0]}
+
+
+def offered() -> list[str]:
+    """Registry names of the models loaded in this process: the ones this server offers."""
+    return list(_shared_models())
+
+
+def warm_models() -> dict[str, float]:
+    """Load the offered models into this process's shared cache and run each once on its first sample.
+
+    Called by scripts/serve.py before Streamlit's server starts: st.cache_resource is one cache per
+    process, so the sessions find the models loaded and the first page costs what the tenth does.
+    Returns the seconds each model's first run took after loading."""
+    seconds = {}
+    for name, (loaded, _) in _shared_models().items():
+        start = time.perf_counter()
+        loaded.logits(loaded.preprocess(load_image(sample_bytes(samples(name)[0]))))
+        seconds[name] = time.perf_counter() - start
+    return seconds
 
 
 @st.cache_resource

@@ -151,7 +151,12 @@ def current_model(warn: bool = True) -> tuple[str, LoadedModel]:
 def _untrained_banner(name: str, loaded: LoadedModel, warning: str, retry: str) -> None:
     """One line a student can read; what went wrong and how to fix it behind an expander for the teacher."""
     offline = ""
-    if loaded.channels == 3 and name != OFFLINE_IMAGENET and cache.model(OFFLINE_IMAGENET)[0].trained:
+    if (
+        loaded.channels == 3
+        and name != OFFLINE_IMAGENET
+        and OFFLINE_IMAGENET in cache.offered()
+        and cache.model(OFFLINE_IMAGENET)[0].trained
+    ):
         offline = (
             f" For real ImageNet predictions without a download, choose **{MODEL_NAMES[OFFLINE_IMAGENET]}** "
             "in the sidebar: its trained weights ship with the app."
@@ -197,9 +202,12 @@ def for_model(sel: Selection, name: str) -> Selection:
 
 
 def default_model() -> str:
-    """VGG-16 when its pretrained weights are here, else the ImageNet model that works offline."""
-    _, warning = cache.model("vgg16")
-    return OFFLINE_IMAGENET if warning else "vgg16"
+    """VGG-16 when it is offered and its pretrained weights are here, else the ImageNet model that
+    works offline, else the first model the server offers."""
+    offered = cache.offered()
+    if "vgg16" in offered and not cache.model("vgg16")[1]:
+        return "vgg16"
+    return OFFLINE_IMAGENET if OFFLINE_IMAGENET in offered else offered[0]
 
 
 def selection(warn: bool = True) -> Selection:

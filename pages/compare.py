@@ -7,7 +7,7 @@ from PIL import Image
 
 from app.analyses import compare
 from app.base.errors import LensError
-from app.networks.models import MODEL_NAMES, model_names
+from app.networks.models import offered_models
 from app.pictures import comparisons
 from pages import common
 
@@ -31,10 +31,7 @@ THUMB = 96  # screen pixels of one pre-processing step
 
 
 def _names() -> dict[str, str]:
-    try:
-        return model_names()
-    except LensError:  # the sidebar already says what is wrong with the teacher's file
-        return dict(MODEL_NAMES)
+    return offered_models()[0]  # the sidebar says what is wrong with the teacher's file or offer
 
 
 def _thumb(image: Image.Image, side: int) -> Image.Image:

@@ -327,6 +327,33 @@ def model_names() -> dict[str, str]:
     return {**MODEL_NAMES, **{key: m.title for key, m in configured_models().items()}}
 
 
+OFFER_ENV = "CNN_LENS_OFFER"
+
+
+def offered_models() -> tuple[dict[str, str], list[str]]:
+    """{registry name: title} of the models this server offers, and what was wrong on the way.
+
+    Every model (the shipped ones, then the configured ones), or only those $CNN_LENS_OFFER names
+    (comma-separated registry names, e.g. "fashion_cnn,efficientnet_lite0"), so a class that uses
+    one model loads and keeps only that one. A broken config file leaves the shipped models; names
+    this server does not have are left out and reported, and when none is left every model is offered.
+    """
+    problems = []
+    try:
+        names = model_names()
+    except LensError as exc:
+        names, problems = dict(MODEL_NAMES), [f"Extra models are off: {exc}"]
+    wanted = [n.strip() for n in os.environ.get(OFFER_ENV, "").split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in names]
+    kept = [n for n in names if n in wanted]
+    if unknown:
+        problems.append(
+            f"{OFFER_ENV} names {', '.join(unknown)}, which this server does not have (it has: {', '.join(names)})"
+            + ("." if kept else "; every model is offered.")
+        )
+    return ({n: names[n] for n in kept} if kept else names), problems
+
+
 def get_model_or_untrained(name: str) -> tuple[LoadedModel, str | None]:
     """The default model, or an untrained one plus the reason, so the app keeps working."""
     try:
