@@ -3,8 +3,10 @@ VGG-16 (a few of them), an uploaded collection, and the link from the Activation
 
 from __future__ import annotations
 
+import gc
 import io
 import json
+import weakref
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -17,6 +19,7 @@ from app.analyses import dataset_examples as D
 from app.networks.datasets import load_fashion_mnist
 from app.serving.store import store_dir
 from models.fashion_cnn import CLASSES
+from pages import cache
 from pages.common import UNIT_LINK
 from tests.apptest import open_page
 from tests.conftest import photo, png_bytes
@@ -166,3 +169,29 @@ def test_efficientnet_opens_on_a_layer_that_fits_shows_photos_and_warns_at_the_b
     at.selectbox(key="units_layer_efficientnet_lite0").set_value("head.relu").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("reach past the image's edge" in w.value for w in at.warning)
+
+
+class _Probe:
+    """Something of a student's session that only the session holds."""
+
+
+@pytest.mark.slow
+def test_students_on_deep_units_leave_only_small_pictures_and_nothing_of_their_sessions(small_sets):
+    """Issue 20: each student who opened a deep EfficientNet-Lite0 unit left its full-size patches (851 px fields,
+    about 0.7 GB) in the shared cache. Now a unit and an overview page hold pictures of at most 112 px, and a
+    closed session leaves nothing behind."""
+    layers = ["head.relu", "stage7.block1.project_conv", "stage6.block4.depthwise_relu"]
+    probes = []
+    for layer in layers:
+        at = _app("efficientnet_lite0")
+        at.session_state["probe"] = _Probe()
+        at.run()
+        at.selectbox(key="units_layer_efficientnet_lite0").set_value(layer).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len([c for c in _captions(at) if c.startswith("#")]) == 9
+        probes.append(weakref.ref(at.session_state["probe"]))
+        del at
+    held = cache._unit_results().nbytes
+    assert 0 < held < (len(layers) + 1) * 2 * 2**20, held  # four views (the default layer's too), < 2 MB each
+    gc.collect()
+    assert all(probe() is None for probe in probes)

@@ -91,7 +91,7 @@ class ResultStore:
         self.nbytes -= self._sizes.pop(key, 0)
 
     def put(self, key: Hashable, value: Any) -> None:
-        size = approx_nbytes(value) if self.max_bytes is not None else 0
+        size = approx_nbytes(value)  # weighed even without a budget: `nbytes` says what the store holds
         with self._lock:
             self._drop(key)
             self._items[key] = (self._clock(), value)
