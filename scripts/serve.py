@@ -15,11 +15,19 @@ not have stops the launch with a message naming the models it has.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from app.base.paths import REPO
 from app.networks.models import OFFER_ENV, offered_models
+from app.serving import memory_probe, trim
+
+# What one student's session holds in Streamlit: counted by the memory probe, to see them freed.
+SESSION_CLASSES = (
+    "streamlit.runtime.app_session.AppSession",
+    "streamlit.runtime.state.session_state.SessionState",
+)
 
 
 def main(argv: list[str]) -> int:
@@ -34,10 +42,22 @@ def main(argv: list[str]) -> int:
     for name, seconds in cache.warm_models().items():
         print(f"CNN Lens: {names[name]} loaded and run once ({seconds:.2f} s for its first image)", flush=True)
     print(f"CNN Lens: models ready in {time.perf_counter() - start:.1f} s; starting the server", flush=True)
+    _watch_memory()
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(REPO / "streamlit_app.py"), *argv]
     return cli.main()
+
+
+def _watch_memory() -> None:
+    """Give freed memory back every $CNN_LENS_TRIM_SECONDS (app.serving.trim); with $CNN_LENS_MEMORY_PROBE
+    set, trace allocations and answer the soak benchmark's requests (app.serving.memory_probe)."""
+    every = float(os.environ.get(trim.TRIM_ENV, trim.DEFAULT_EVERY))
+    if trim.start(every) is not None:
+        print(f"CNN Lens: freed memory given back to the system every {every:g} s", flush=True)
+    if folder := os.environ.get(memory_probe.PROBE_ENV):
+        memory_probe.start(folder, SESSION_CLASSES)
+        print(f"CNN Lens: tracing memory; snapshots on request in {folder}", flush=True)
 
 
 if __name__ == "__main__":
