@@ -7,10 +7,13 @@
 # torch, and editing pages never re-runs the data and weights step.
 FROM python:3.11-slim
 
+# MALLOC_ARENA_MAX=2: two glibc heaps, not one per thread (Streamlit runs each session in its own):
+# ten students on deep EfficientNet-Lite0 units grew a server by 0.73 GB, not 1.32 GB (docs/HOSTING.md).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OMP_WAIT_POLICY=PASSIVE \
+    MALLOC_ARENA_MAX=2 \
     TORCH_HOME=/opt/cnn-lens/torch \
     CNN_LENS_DATA=/opt/cnn-lens/data
 

@@ -6,6 +6,10 @@ PORT ?= 8501
 # OpenMP threads that spin while waiting steal the other core from everyone else on a
 # busy 2-core server (measured: t-SNE 41 s -> 7 s, features 7.3 s -> 2.1 s under load).
 export OMP_WAIT_POLICY ?= PASSIVE
+# glibc gives every thread that allocates its own heap (up to 8 per core) and keeps what it frees;
+# Streamlit runs each session in its own thread. Ten students on deep EfficientNet-Lite0 units
+# grew a server by 1.32 GB with the default, 0.73 GB with two heaps (issue 20, docs/HOSTING.md).
+export MALLOC_ARENA_MAX ?= 2
 # TORCH=cpu installs PyTorch's CPU-only torch/torchvision (deploy/torch-cpu.txt, from
 # PyTorch's own CPU wheel index) instead of PyPI's default Linux build, which bundles CUDA:
 # the development .venv measured 6.6 GB, 3.2 GB of it NVIDIA libraries no CPU machine uses.

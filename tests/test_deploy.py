@@ -138,3 +138,12 @@ def test_kubernetes_agrees_with_the_image_and_the_proxy() -> None:
     assert int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
     body = notes["nginx.ingress.kubernetes.io/proxy-body-size"]
     assert int(body.rstrip("m")) * 2**20 > MAX_BYTES
+
+
+def test_every_way_of_running_the_app_caps_glibcs_heaps() -> None:
+    """MALLOC_ARENA_MAX=2 (issue 20: a server kept what each session thread's heap had freed)."""
+    assert re.search(r"^export MALLOC_ARENA_MAX \?= 2$", (REPO / "Makefile").read_text(), re.M)
+    assert re.search(r"^\s+MALLOC_ARENA_MAX=2 \\$", DOCKERFILE, re.M)
+    assert 'MALLOC_ARENA_MAX: "2"' in COMPOSE
+    deployment = (REPO / "deploy" / "kubernetes" / "deployment.yaml").read_text()
+    assert re.search(r"- name: MALLOC_ARENA_MAX\b.*\n\s+value: \"2\"", deployment)
