@@ -6,8 +6,9 @@ that cache per image (prediction, activations with several layers, attribution,
 occlusion), plus a large photo decoded and converted for the Fashion model. Prints the
 process's resident memory (VmRSS) after each round and its peak (VmHWM). Run it twice to compare allocators, e.g.:
 
-    python -m benchmarks.memory --rounds 4
-    MALLOC_ARENA_MAX=2 python -m benchmarks.memory --rounds 4
+    python -m benchmarks.memory --rounds 10
+    MALLOC_ARENA_MAX=2 python -m benchmarks.memory --rounds 10
+    CNN_LENS_TRIM_SECONDS=0 python -m benchmarks.memory --rounds 10   # without the server's malloc_trim
 
 glibc gives each thread that allocates its own arena (up to 8 per core); freed tensor
 memory then stays mapped in many arenas and RSS grows without bound in multi-threaded
@@ -24,6 +25,7 @@ import time
 from streamlit.testing.v1 import AppTest
 
 from app.networks.samples import sample_bytes, samples
+from app.serving import trim
 from tests.apptest import ENTRY
 from tests.conftest import photo
 
@@ -69,7 +71,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["fashion_cnn", "vgg16"])
     args = parser.parse_args()
-    print(f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '(unset)')}")
+    every = float(os.environ.get(trim.TRIM_ENV, trim.DEFAULT_EVERY))
+    trim.start(every)  # as scripts/serve.py does on a server
+    print(f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '(unset)')}; malloc_trim every {every:g} s (0: off)")
     print(f"start: RSS {_status('VmRSS'):.0f} MB")
     for r in range(args.rounds):
         t = time.perf_counter()
