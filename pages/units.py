@@ -80,7 +80,7 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
     )
 
 
-def _photo_sources(examples: list[D.Example]) -> None:
+def _photo_sources(examples: list[U.ExampleView]) -> None:
     """Which of the bundled photos the nine come from, and how many crops of each: a chart of labels would
     only count file names, 20 crops to a photo."""
     photos = _photos()
