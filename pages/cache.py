@@ -18,6 +18,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 from app.analyses import dataset_examples as D
 from app.base.errors import LensError
 from app.networks.activations import activations
+from app.networks.collections import TeacherCollection, collection_folders, load_teacher_collection
 from app.networks.loaded import LoadedModel
 from app.networks.models import (
     MODEL_NAMES,
@@ -261,3 +263,17 @@ def ready_fashion_unit_table(model_key: str) -> D.TopTable | None:
         return None
     table = D.stored_fashion_table(net)
     return None if table is None else shared(key, lambda: table)
+
+
+def teacher_collections() -> dict[str, Path]:
+    """{name: folder} of the teacher's collections; none when their config is broken (the sidebar says why)."""
+    try:
+        return collection_folders()
+    except LensError:
+        return {}
+
+
+@st.cache_resource(max_entries=4, show_spinner="Opening the teacher's collection (first visit only)…")
+def teacher_collection(name: str, folder: str) -> TeacherCollection:
+    """A teacher's collection, read and decoded once per process for every session (up to ~375 MB each)."""
+    return load_teacher_collection(name, Path(folder))
