@@ -98,11 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     began = time.perf_counter()
     for i, task in enumerate(tasks, 1):
         what = f"[{i}/{len(tasks)}] {task.model}: {task.what}"
-        writes, start = store.writes(), time.perf_counter()
+        writes, start, cpu = store.writes(), time.perf_counter(), time.process_time()
         task.run(progress_line(what))
-        took = time.perf_counter() - start
+        took, used = time.perf_counter() - start, time.process_time() - cpu
         done = "stored" if store.writes() > writes else "already stored, read"
-        sys.stdout.write(f"\r{what}: {done} in {took:.1f} s" + " " * 30 + "\n")
+        sys.stdout.write(f"\r{what}: {done} in {took:.1f} s ({used:.1f} CPU-s)" + " " * 30 + "\n")
     print(f"{len(tasks)} results ready in {time.perf_counter() - began:.0f} s, stored in {store.store_dir()}")
 
 
