@@ -8,6 +8,9 @@ each page is opened once in Streamlit's AppTest with the model's first sample im
 first visitor opens it: What units look for on every model (its default data set, then each
 teacher's collection), and Feature space on each collection. Printed per view: wall seconds,
 the process's CPU seconds over the same run, and the load average (this CPU may be shared).
+AppTest itself costs CPU on every run (it scans the installed packages for components, about
+3 s of wall time under load; a server does that once, at start): a page that only writes one
+line is timed first, and its CPU-s are what to subtract.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ PAGES = Path(__file__).resolve().parent.parent / "pages"
 
 
 def timed_run(at: AppTest, label: str) -> None:
+    """Run the page once and print its wall time, the process's CPU-s and the load average."""
     start, cpu = time.perf_counter(), time.process_time()
     at.run(timeout=1200)
     wall, used = time.perf_counter() - start, time.process_time() - cpu
@@ -51,6 +55,7 @@ def main() -> None:
     models = cache._shared_models()  # what a server loads before its first page
     print(f"models loaded in {time.perf_counter() - start:.1f} s: {', '.join(models)}")
     collections = list(collection_folders())
+    timed_run(AppTest.from_string("import streamlit as st\nst.write('x')"), "AppTest's own cost (a one-line page)")
     for model in models:
         at = page("units.py", model)
         timed_run(at, f"What units look for, {model}, default data set")

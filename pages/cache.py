@@ -53,7 +53,10 @@ def _shared_models() -> dict[str, tuple[LoadedModel, str | None]]:
         names = model_names()
     except LensError:
         names = MODEL_NAMES
-    return {name: get_model_or_untrained(name) for name in names}
+    models = {name: get_model_or_untrained(name) for name in names}
+    for net, _ in models.values():
+        net.digest()  # stored results are keyed by it: hash now, not on a student's first page (VGG-16: ~1 CPU-s)
+    return models
 
 
 @st.cache_resource
