@@ -300,10 +300,11 @@ def test_keep_false_never_writes(small_test_set, fashion_untrained):
 def test_broken_store_file_is_recomputed(small_test_set, fashion_untrained):
     m, _, _ = E.fashion_test_map(fashion_untrained, "pca")
     (path,) = small_test_set.iterdir()
-    path.write_bytes(path.read_bytes()[:-100])  # cut short, as by a full disk
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-100])  # cut short, as by a full disk
     m2, _, _ = E.fashion_test_map(fashion_untrained, "pca")
     np.testing.assert_allclose(m2.coords, m.coords)
-    assert E.is_stored(fashion_untrained, "pca")  # written again, whole
+    assert E.is_stored(fashion_untrained, "pca") and path.stat().st_size == len(whole)  # written again, whole
 
 
 # --- quality on the trained Fashion-MNIST CNN --------------------------------------------------

@@ -74,6 +74,7 @@ def test_a_damaged_file_is_recomputed_and_rewritten_never_read(folder, damage):
     (path,) = folder.iterdir()
     path.write_bytes(damage(path.read_bytes()))
     assert store.read_stored("thing", Net("n", "w"), version=1) is None
+    assert store.has("thing", Net("n", "w"), version=1)  # there, but damaged: only reading tells
     assert store.kept("thing", Net("n", "w"), compute, version=1) == list(range(1000))
     assert len(calls) == 2
     assert store.read_stored("thing", Net("n", "w"), version=1) == list(range(1000))  # whole again

@@ -340,7 +340,7 @@ def _spec(method: str, params: dict[str, Any], data: str) -> dict[str, Any]:
 
 def is_stored(model: LoadedModel, method: str, params: dict[str, Any] | None = None) -> bool:
     """Whether fashion_test_map(model, method, params) will only read a file (no waiting)."""
-    return store.read_stored("map", model, **_spec(method, dict(params or {}), FASHION_TEST)) is not None
+    return store.has("map", model, **_spec(method, dict(params or {}), FASHION_TEST))
 
 
 def map_params(method: str, perplexity: float = DEFAULT_PERPLEXITY) -> dict[str, Any]:

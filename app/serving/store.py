@@ -112,6 +112,13 @@ def read_stored(kind: str, model: Weighed | None, codec: Codec[T] = PICKLE, **sp
     return _read(stored_path(kind, model, codec, **spec), codec)
 
 
+def has(kind: str, model: Weighed | None, codec: Codec[Any] = PICKLE, **spec: Any) -> bool:
+    """Whether a file for this result exists (checked when read: a damaged one is recomputed then).
+
+    Cheap enough for every page run, e.g. to ask before a long computation."""
+    return stored_path(kind, model, codec, **spec).exists()
+
+
 def _read(path: Path, codec: Codec[T]) -> T | None:
     try:
         payload = _unsealed(path.read_bytes())
