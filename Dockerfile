@@ -46,8 +46,9 @@ RUN --mount=type=cache,target=/var/cache/cnn-lens,sharing=locked \
 # 4. The rest of the app: pages, streamlit_app.py, .streamlit/config.toml, assets.
 COPY . .
 
-# 5. What no student's image changes (the Fashion-MNIST feature-space maps), computed
-#    now so a fresh container's first visitor waits no longer than the hundredth.
+# 5. What no student's image changes (every model's unit tables, the units page's first view,
+#    the feature-space maps), computed now so a fresh container's first visitor waits no longer
+#    than the hundredth. A teacher's collections are mounted later: docs/HOSTING.md warms them.
 RUN python -m scripts.warm_cache
 
 # Code and data stay owned by root and read-only to the app's user.

@@ -49,8 +49,10 @@ data: venv
 weights: venv
 	$(BIN)/python -m scripts.download_weights
 
+# WARM="--models efficientnet_lite0 --only units,maps --all-perplexities" picks what to warm (scripts/warm_cache.py)
+WARM ?=
 warm: data
-	$(BIN)/python -m scripts.warm_cache
+	$(BIN)/python -m scripts.warm_cache $(WARM)
 
 train: data
 	$(BIN)/python -m models.train_fashion

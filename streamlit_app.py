@@ -9,6 +9,8 @@ from __future__ import annotations
 import streamlit as st
 from starlette.formparsers import MultiPartParser
 
+from app.base.errors import LensError
+from app.networks.collections import collection_folders
 from app.networks.models import offered_models
 from app.networks.samples import sample_bytes, samples
 from pages.common import (
@@ -103,6 +105,14 @@ def _model_names() -> dict[str, str]:
     return names
 
 
+def _report_collections() -> None:
+    """A broken [collections] table or collections folder is reported as a broken model entry is."""
+    try:
+        collection_folders()
+    except LensError as exc:
+        st.sidebar.error(f"The teacher's collections are off: {exc}", icon=":material/error:")
+
+
 STORE_KEYS = {"Upload": "upload", "Camera": "camera"}
 WIDGET_KEYS = {"Upload": "upload_widget", "Camera": "camera_widget"}
 
@@ -130,6 +140,7 @@ def _show_kept(source: str, kept: tuple[str, bytes]) -> None:
 
 def main() -> None:
     names = _model_names()
+    _report_collections()
     _keep_sidebar_state(names)
     # The navigation is drawn by hand under the title: Streamlit's own sidebar navigation
     # always sits above everything else, which put the page links above the app's name.

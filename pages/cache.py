@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 from app.analyses import dataset_examples as D
 from app.base.errors import LensError
 from app.networks.activations import activations
+from app.networks.collections import TeacherCollection, collection_folders, load_teacher_collection
 from app.networks.images import load_image
 from app.networks.loaded import LoadedModel
 from app.networks.models import (
@@ -50,7 +52,10 @@ def _shared_models() -> dict[str, tuple[LoadedModel, str | None]]:
     traces them with torch.fx, which must not overlap a forward pass in another session (see
     app/networks/activations.py). scripts/serve.py calls `warm_models` before the server starts,
     so no student's run loads them."""
-    return {name: get_model_or_untrained(name) for name in offered_models()[0]}
+    models = {name: get_model_or_untrained(name) for name in offered_models()[0]}
+    for net, _ in models.values():
+        net.digest()  # stored results are keyed by it: hash now, not on a student's first page (VGG-16: ~1 CPU-s)
+    return models
 
 
 def offered() -> list[str]:
@@ -283,3 +288,17 @@ def ready_fashion_unit_table(model_key: str) -> D.TopTable | None:
         return None
     table = D.stored_fashion_table(net)
     return None if table is None else shared(key, lambda: table)
+
+
+def teacher_collections() -> dict[str, Path]:
+    """{name: folder} of the teacher's collections; none when their config is broken (the sidebar says why)."""
+    try:
+        return collection_folders()
+    except LensError:
+        return {}
+
+
+@st.cache_resource(max_entries=4, show_spinner="Opening the teacher's collection (first visit only)…")
+def teacher_collection(name: str, folder: str) -> TeacherCollection:
+    """A teacher's collection, read and decoded once per process for every session (up to ~375 MB each)."""
+    return load_teacher_collection(name, Path(folder))

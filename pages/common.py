@@ -20,6 +20,7 @@ from PIL import Image
 
 from app.base.errors import LensError
 from app.base.numeric import softmax
+from app.networks.collections import TeacherCollection
 from app.networks.fashion import fashion_input, looks_like_fashion_mnist
 from app.networks.images import Collection, image_key, load_collection, load_image
 from app.networks.loaded import LoadedModel, PreprocessStep
@@ -377,6 +378,31 @@ def collection_upload(key: str, help: str, empty: str) -> Collection:
         with st.expander(f"{len(collection.skipped)} file(s) left out"):
             st.write("\n".join(f"- {s.name}: {s.reason}" for s in collection.skipped))
     return collection
+
+
+TEACHER_SOURCE = "{} (teacher's collection)"  # how a teacher's collection is offered in a data-set chooser
+
+
+def teacher_sources(model: LoadedModel) -> dict[str, str]:
+    """{chooser label: name} of the teacher's collections this network can take. They are colour photos, so
+    every ImageNet network takes them and a Fashion-MNIST network (28x28 grey input) none: a note says so."""
+    names = list(cache.teacher_collections())
+    if names and model.channels == 1:
+        st.caption(
+            f"The teacher's collections ({', '.join(names)}) are colour photos; this network only takes 28×28 "
+            "grey images, so they are offered with the ImageNet networks (choose one in the sidebar)."
+        )
+        return {}
+    return {TEACHER_SOURCE.format(name): name for name in names}
+
+
+def teacher_collection(name: str) -> TeacherCollection:
+    """A teacher's collection, with the files that were left out listed (as for an upload)."""
+    loaded = cache.teacher_collection(name, str(cache.teacher_collections()[name]))
+    if loaded.collection.skipped:
+        with st.expander(f"{len(loaded.collection.skipped)} file(s) of {name} left out"):
+            st.write("\n".join(f"- {s.name}: {s.reason}" for s in loaded.collection.skipped))
+    return loaded
 
 
 def cancel_button(key: str) -> Callable[[], None]:

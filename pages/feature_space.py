@@ -32,9 +32,9 @@ def _fashion_map(model_key: str, method: str, perplexity: float, progress) -> tu
     return cache.shared(("fashion", model_key, method, perplexity), compute)
 
 
-def _collection_features(model_key: str, collection: Collection, progress) -> tuple:
+def _collection_features(model_key: str, collection: Collection, progress, keep_as: str | None) -> tuple:
     def compute() -> tuple:
-        return E.collection_vectors(cache.model(model_key)[0], collection.images, progress=progress)
+        return E.kept_collection_vectors(cache.model(model_key)[0], collection.images, keep_as, progress)
 
     return cache.shared(("features", model_key, collection.key), compute)
 
@@ -54,9 +54,11 @@ def _member(collection: Collection, image_key: str, data: bytes) -> int | None:
     return cache.shared(("member", collection.key, image_key), lambda: collection.find(data))
 
 
-def _collection_map(model_key: str, key: str, method: str, perplexity: float, feats: np.ndarray, progress) -> E.Map:
+def _collection_map(
+    model_key: str, key: str, method: str, perplexity: float, feats: np.ndarray, progress, keep_as: str | None
+) -> E.Map:
     def compute() -> E.Map:
-        return E.tsne_map(feats, perplexity, progress=progress) if method == "tsne" else E.pca_map(feats)
+        return E.collection_map(cache.model(model_key)[0], feats, method, perplexity, progress, keep_as)
 
     return cache.shared(("map", model_key, key, method, perplexity), compute)
 
@@ -91,7 +93,8 @@ st.caption(
     "neighbours show which images the network finds most like yours."
 )
 
-sources = [FASHION_SET, OWN_SET] if sel.model.name == "fashion_cnn" else [OWN_SET]
+teacher = common.teacher_sources(model)
+sources = [FASHION_SET, OWN_SET] if sel.model.name == "fashion_cnn" else [*teacher, OWN_SET]
 left, mid, right = st.columns([3, 2, 2])
 source = left.radio("Data set", sources, key=f"fs_source_{sel.model_key}", horizontal=True)
 method = mid.radio("Map", ["tsne", "pca"], format_func={"tsne": "t-SNE", "pca": "PCA"}.get, key="fs_method")
@@ -134,17 +137,24 @@ try:
         hover = [f"test image #{i}" for i in range(len(labels))]
         data_key = f"fashion:{sel.model_key}:{model.digest()}"
     else:
-        collection = common.collection_upload(
-            "fs_upload",
-            help="Put the images of each category in its own folder inside the .zip (cats/…, dogs/…) and the map "
-            "is coloured by those folders; otherwise by the network's prediction. Nothing is stored.",
-            empty="Upload at least two images, or a .zip of a class's photos, to map them.",
-        )
+        if source in teacher:
+            loaded = common.teacher_collection(teacher[source])
+            collection, keep_as = loaded.collection, loaded.store_name
+        else:
+            collection, keep_as = (
+                common.collection_upload(
+                    "fs_upload",
+                    help="Put the images of each category in its own folder inside the .zip (cats/…, dogs/…) and "
+                    "the map is coloured by those folders; otherwise by the network's prediction. Nothing is stored.",
+                    empty="Upload at least two images, or a .zip of a class's photos, to map them.",
+                ),
+                None,
+            )
         progress, done = common.progress_bar(f"Feature vectors of {len(collection.items)} images")
-        feats, preds, pix = _collection_features(sel.model_key, collection, progress)
+        feats, preds, pix = _collection_features(sel.model_key, collection, progress, keep_as)
         done()
         progress, done = common.progress_bar("Arranging the map")
-        fmap = _collection_map(sel.model_key, collection.key, method, perplexity, feats, progress)
+        fmap = _collection_map(sel.model_key, collection.key, method, perplexity, feats, progress, keep_as)
         done()
         folder_labels = E.labels_from_names(collection.names)
         label_kind = "folder" if folder_labels else "predicted class"
@@ -157,10 +167,10 @@ except LensError as exc:
     st.stop()
 
 map_key = f"{data_key}:{method}:{perplexity}"
-row = _member(collection, sel.image_key, st.session_state[common.IMAGE_BYTES]) if source == OWN_SET else None
+row = _member(collection, sel.image_key, st.session_state[common.IMAGE_BYTES]) if source != FASHION_SET else None
 if row is not None:  # the same image is in the collection (by content): its own row, its own neighbour at 0
     mine, mine_pixels, you = feats[row : row + 1], pix[row : row + 1], fmap.coords[row]
-elif source == OWN_SET:  # prepared exactly as the collection's images, not as the other pages prepare it
+elif source != FASHION_SET:  # prepared exactly as the collection's images, not as the other pages prepare it
     mine, _, mine_pixels = _query_features(sel.model_key, sel.image_key, st.session_state[common.IMAGE_BYTES])
     you = _place(map_key, sel.image_key, fmap, mine)
 else:
@@ -204,7 +214,7 @@ st.caption(
     + (
         " Your image is prepared exactly as the collection's images are (same size, same computation), so its "
         "distances are the ones it would have as a member of the collection."
-        if source == OWN_SET and row is None
+        if source != FASHION_SET and row is None
         else ""
     )
 )

@@ -9,10 +9,10 @@ import streamlit as st
 import torch
 
 from app.analyses import dataset_examples as D
+from app.analyses import warm
 from app.analyses.embedding import labels_from_names
 from app.base.errors import LensError
-from app.networks.batches import model_inputs
-from app.networks.datasets import load_fashion_mnist
+from app.networks.datasets import FASHION_TEST, load_fashion_mnist
 from app.pictures import figures
 from app.pictures import units as U
 from pages import cache, common
@@ -22,27 +22,31 @@ PHOTO_SET = "Bundled photos (200 crops of 10 free photos)"
 OWN_SET = "My own collection (upload)"
 SIDE = 112  # display size of one patch or projection, in screen pixels
 TILE = 64  # display size of one layer-overview tile (figures.tile_mosaic's side)
-OVERVIEW = 64  # channels per page of the layer overview
+OVERVIEW = warm.OVERVIEW_PAGE  # channels per page of the layer overview (`make warm` stores the first)
 
 
 @st.cache_resource(show_spinner=False)
-def _photos() -> list[D.Photo]:
-    return D.bundled_photos()
+def _photos() -> tuple[list[D.Photo], str]:
+    """The bundled photos and their name in the store of computed results."""
+    return D.bundled_photos(), D.photos_name()
 
 
-def _photo_table(model_key: str, key: str, images: list, progress) -> D.TopTable:
+def _photo_table(model_key: str, key: str, images: list, progress, keep_as: str | None) -> D.TopTable:
     def compute() -> D.TopTable:
-        model = cache.model(model_key)[0]
-        batches = model_inputs(model, images, 16)
-        return D.top_units_table(model, batches, k=min(D.LABEL_TOP, len(images)), progress=progress, total=len(images))
+        return D.images_table(cache.model(model_key)[0], images, progress, keep_as=keep_as)
 
     return cache.shared(("table", model_key, key), compute)
 
 
-def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[int]], torch.Tensor], list[str], str]:
-    """(data key, table, inputs(indices), label of each image, what labels are) for the chosen data set."""
+def _data_set(
+    sel: common.Selection,
+) -> tuple[str, str | None, D.TopTable, Callable[[list[int]], torch.Tensor], list[str], str]:
+    """(data key, its name in the store or None, table, inputs(indices), label of each image, what labels are)
+    for the chosen data set."""
     model = sel.model
-    sources = [FASHION_SET, OWN_SET] if model.name == "fashion_cnn" else [PHOTO_SET, OWN_SET]
+    shipped = "@" not in sel.model_key  # a network trained in this session is never kept on disk
+    teacher = common.teacher_sources(model)
+    sources = [FASHION_SET, OWN_SET] if model.name == "fashion_cnn" else [PHOTO_SET, *teacher, OWN_SET]
     source = st.radio("Data set", sources, key=f"units_source_{sel.model_key}", horizontal=True)
     if source == FASHION_SET:
         progress, done = common.progress_bar("Finding every unit's best test images (first time only)", "images")
@@ -50,29 +54,38 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
         done()
         _, labels = load_fashion_mnist("test")
         names = [model.labels[int(i)] for i in labels]
-        return "fashion", table, lambda idx: D.fashion_inputs(model, idx), names, "true label"
+        keep_as = FASHION_TEST if shipped else None
+        return "fashion", keep_as, table, lambda idx: D.fashion_inputs(model, idx), names, "true label"
     if source == PHOTO_SET:
-        photos = _photos()
+        photos, photos_name = _photos()
         images = [p.image for p in photos]
         progress, done = common.progress_bar("Finding every unit's best photos (first time only)", "images")
-        table = _photo_table(sel.model_key, "photos", images, progress)
+        table = _photo_table(sel.model_key, "photos", images, progress, photos_name)
         done()
         names = labels_from_names([p.name for p in photos]) or []
-        return "photos", table, lambda idx: D.photo_inputs(model, [images[i] for i in idx]), names, "photo"
-    collection = common.collection_upload(
-        "units_upload",
-        help="Put the images of each category in its own folder inside the .zip (cats/…, dogs/…) to see which "
-        "categories each unit prefers. Nothing is stored.",
-        empty="Upload at least two images, or a .zip of a class's photos, to search them.",
-    )
+        return "photos", photos_name, table, lambda idx: D.photo_inputs(model, [images[i] for i in idx]), names, "photo"
+    if source in teacher:
+        loaded = common.teacher_collection(teacher[source])
+        collection, keep_as = loaded.collection, loaded.store_name
+    else:
+        collection, keep_as = (
+            common.collection_upload(
+                "units_upload",
+                help="Put the images of each category in its own folder inside the .zip (cats/…, dogs/…) to see "
+                "which categories each unit prefers. Nothing is stored.",
+                empty="Upload at least two images, or a .zip of a class's photos, to search them.",
+            ),
+            None,
+        )
     images = collection.images
     progress, done = common.progress_bar(f"Running {len(images)} images through the network", "images")
-    table = _photo_table(sel.model_key, collection.key, images, progress)
+    table = _photo_table(sel.model_key, collection.key, images, progress, keep_as)
     done()
     folders = labels_from_names(collection.names)
     names = folders or collection.names
     return (
         collection.key,
+        keep_as,
         table,
         lambda idx: D.photo_inputs(model, [images[i] for i in idx]),
         names,
@@ -83,7 +96,7 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
 def _photo_sources(examples: list[U.ExampleView]) -> None:
     """Which of the bundled photos the nine come from, and how many crops of each: a chart of labels would
     only count file names, 20 crops to a photo."""
-    photos = _photos()
+    photos, _ = _photos()
     counts = D.count_labels([photos[ex.image].name.split("/")[0] for ex in examples])
     st.subheader(f"Which photos the {len(examples)} come from")
     whole = {p.name.split("/")[0]: p.image for p in reversed(photos)}  # each photo's first variant: all of it
@@ -128,7 +141,7 @@ sel = common.page(
 model = sel.model
 
 try:
-    data_key, table, inputs, names, label_kind = _data_set(sel)
+    data_key, keep_as, table, inputs, names, label_kind = _data_set(sel)
 except LensError as exc:
     common.show_lens_error(exc)
     st.stop()
@@ -166,7 +179,9 @@ if st.button(
 st.subheader(f"The 9 images that excite {layer}, channel {channel} most")
 examples = cache.unit_result(  # pictures only: a deep unit's full-size patches are 156 MB (app/pictures/units.py)
     ("example views", sel.model_key, data_key, layer, channel),
-    lambda: U.example_views(model, D.unit_examples(model, table, inputs, layer, channel, 9), SIDE),
+    lambda: U.example_views(
+        model, D.unit_examples(model, table, inputs, layer, channel, warm.SHOWN, keep_as=keep_as), SIDE
+    ),
 )
 if not examples:
     st.info("No images to show.")
@@ -247,7 +262,7 @@ first = st.selectbox(
 shown = range(first, min(first + OVERVIEW, channels))
 tiles = cache.unit_result(
     ("overview", sel.model_key, data_key, layer, first),
-    lambda: U.overview_tiles(model, D.best_patches(model, table, inputs, layer, shown), TILE),
+    lambda: U.overview_tiles(model, D.best_patches(model, table, inputs, layer, shown, keep_as=keep_as), TILE),
 )
 st.plotly_chart(
     figures.tile_mosaic(tiles, [str(c) for c in shown], side=TILE),

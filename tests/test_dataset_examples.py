@@ -155,9 +155,9 @@ def test_stored_fashion_table_is_written_once_and_keyed_by_weights(
     monkeypatch.setattr(D, "load_fashion_mnist", lambda split: (images[:64], labels[:64]))
     monkeypatch.setenv("CNN_LENS_CACHE", str(tmp_path))
     assert D.stored_fashion_table(fashion, k=5) is None  # nothing stored yet, and nothing computed
-    assert not list(store_dir().glob("fashion_units_*.npz"))
+    assert not list(store_dir().glob("units_*.npz"))
     first = D.fashion_test_table(fashion, k=5)
-    assert len(list(store_dir().glob("fashion_units_*.npz"))) == 1
+    assert len(list(store_dir().glob("units_*.npz"))) == 1
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed although stored")
@@ -170,9 +170,9 @@ def test_stored_fashion_table_is_written_once_and_keyed_by_weights(
     assert stored is not None and np.array_equal(stored.images["fc4"], first.images["fc4"])
     assert D.stored_fashion_table(fashion_untrained, k=5) is None  # keyed by the weights
     D.fashion_test_table(fashion_untrained, k=5)  # other weights: another file
-    assert len(list(store_dir().glob("fashion_units_*.npz"))) == 2
+    assert len(list(store_dir().glob("units_*.npz"))) == 2
     D.fashion_test_table(fashion, k=7, keep=False)  # a session's own network: never written
-    assert len(list(store_dir().glob("fashion_units_*.npz"))) == 2
+    assert len(list(store_dir().glob("units_*.npz"))) == 2
 
 
 # ---- receptive-field boxes against the gradient support of a linearised copy ----------------

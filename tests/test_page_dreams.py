@@ -110,7 +110,7 @@ def _readable_at_1024(at: AppTest) -> None:
     assert [b.label for b in at.button if b.key == "fv_units_link"] == [
         "Compare with the real pictures that excite relu2_1, channel 0 most"
     ]
-    assert not list(store_dir().glob("fashion_units_*.npz"))
+    assert not list(store_dir().glob("units_*.npz"))
 
 
 def test_a_dream_shows_the_units_best_patches_when_its_table_is_stored(store, monkeypatch) -> None:
@@ -130,7 +130,7 @@ def test_a_dream_shows_the_units_best_patches_when_its_table_is_stored(store, mo
     assert [a["text"] for a in layout["annotations"]] == [f"#{rank}" for rank in range(1, 10)]
     assert any("test-set patches that excite this unit most" in c.value for c in at.caption)
     assert not [b for b in at.button if b.key == "fv_units_link"]
-    assert len(list(store_dir().glob("fashion_units_*.npz"))) == 1  # read, not computed again
+    assert len(list(store_dir().glob("units_*.npz"))) == 1  # read, not computed again
 
 
 def test_the_link_to_the_units_page_opens_the_dreamed_unit(store, monkeypatch) -> None:

@@ -63,7 +63,7 @@ def test_fashion_unit_grid_your_image_labels_and_overview(small_sets):
     grid = [c for c in _captions(at) if c.startswith("#")]
     assert len(grid) == 9 and all(c.split(" · ")[2] in CLASSES for c in grid)
     assert any("stronger than" in m.value for m in at.markdown)
-    assert len(list(store_dir().glob("fashion_units_*.npz"))) == 1  # kept on disk
+    assert len(list(store_dir().glob("units_*.npz"))) == 1  # kept on disk
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(charts) == 3  # where in its image, where on your image, the overview
     assert len(charts[-1]["layout"]["annotations"]) == 64  # channels 0-63 of relu2_2

@@ -22,11 +22,10 @@ How the work is split:
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import io
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -41,12 +40,11 @@ from app.analyses import attribution
 from app.base.paths import ASSETS
 from app.networks.activations import derived, graph_copy
 from app.networks.batches import model_inputs
-from app.networks.datasets import load_fashion_mnist
+from app.networks.datasets import FASHION_TEST, load_fashion_mnist
 from app.networks.fields import Box, Geometry
 from app.networks.loaded import LoadedModel
-from app.serving import sharing
+from app.serving import sharing, store
 from app.serving.progress import Progress
-from app.serving.store import store_dir, store_key, write_atomic
 
 Entry = tuple[float, int, int, int]  # (value, image index, y, x)
 
@@ -54,7 +52,7 @@ PHOTOS = ASSETS / "photos"
 QUANTILES = 101  # stored per unit for ranking a new image: every percentile of the data set's maxima
 LABEL_TOP = 100  # how many of a unit's best images the label statistics count, at most
 MIN_LABEL_TOP = 10  # fewer counted images than this make a label chart say nothing
-_STORE_VERSION = 2  # bump when the stored table's format or its computation changes
+_STORE_VERSION = 3  # bump when the stored table's format or its computation changes
 # Batch for 28x28 inputs: the whole 10k table took 6.2-8.1 s in batches of 128 against
 # 11.9-17.1 s in 256 and 14.4 s in 64 (same loaded 2-core machine, alternating runs):
 # 128 images' feature maps (13 MB per layer) still fit the CPU's cache.
@@ -486,21 +484,24 @@ def photo_inputs(model: LoadedModel, photos: Sequence[Image.Image]) -> torch.Ten
     return torch.cat(list(model_inputs(model, list(photos), 64)))
 
 
-_table_locks: dict[str, threading.Lock] = {}
+TABLE_CODEC = store.Codec(TopTable.to_bytes, TopTable.from_bytes, "npz")
 
 
-def _fashion_table_file(model: LoadedModel, k: int) -> tuple[str, Path]:
-    key = store_key(model, version=_STORE_VERSION, kind="unit_table", k=k)
-    return key, store_dir() / f"fashion_units_{key}.npz"
+def fashion_test_table(
+    model: LoadedModel, k: int = LABEL_TOP, progress: Progress | None = None, keep: bool = True
+) -> TopTable:
+    """Every unit's k best Fashion-MNIST test images (all 10,000), stored on disk per set of weights.
 
+    The first call computes it (seconds) and writes it to the store for every later call
+    and process; a changed network gets a new key, so a stale table is never read.
+    keep=False (a network trained in a user's session) computes without writing.
+    """
 
-def _read_table(path: Path) -> TopTable | None:
-    """Our own stored table, or None when there is none; an unreadable one (e.g. cut short by a full
-    disk) counts as none, so it is recomputed."""
-    if path.exists():
-        with contextlib.suppress(OSError, ValueError, KeyError, EOFError):
-            return TopTable.from_bytes(path)
-    return None
+    def compute() -> TopTable:
+        images, _ = load_fashion_mnist("test")
+        return top_units_table(model, model_inputs(model, images, _SMALL_BATCH), k, progress, total=len(images))
+
+    return store.kept("units", model, compute, TABLE_CODEC, keep, version=_STORE_VERSION, data=FASHION_TEST, k=k)
 
 
 def stored_fashion_table(model: LoadedModel, k: int = LABEL_TOP) -> TopTable | None:
@@ -510,29 +511,27 @@ def stored_fashion_table(model: LoadedModel, k: int = LABEL_TOP) -> TopTable | N
     the file takes milliseconds, computing the table seconds to minutes, which such a
     page must not start without asking.
     """
-    return _read_table(_fashion_table_file(model, k)[1])
+    return store.read_stored("units", model, TABLE_CODEC, version=_STORE_VERSION, data=FASHION_TEST, k=k)
 
 
-def fashion_test_table(
-    model: LoadedModel, k: int = LABEL_TOP, progress: Progress | None = None, keep: bool = True
+def images_table(
+    model: LoadedModel,
+    images: Sequence[Image.Image],
+    progress: Progress | None = None,
+    keep_as: str | None = None,
 ) -> TopTable:
-    """Every unit's k best Fashion-MNIST test images (all 10,000), stored on disk per set of weights.
+    """Every unit's best among `images` (the bundled photos, a teacher's collection, an upload).
 
-    The first call computes it (seconds) and writes it to store_dir() for every later
-    call and process; a changed network gets a new key, so a stale table is never read.
-    keep=False (a network trained in a user's session) computes without writing. If the
-    folder is read-only the table is still returned, just not kept.
+    keep_as names the data set in the store (its content must be part of the name, see
+    `photos_name`); None computes without keeping, as for a student's upload, whose
+    pictures never reach the disk.
     """
-    key, path = _fashion_table_file(model, k)
-    with _table_locks.setdefault(key, threading.Lock()):
-        if keep and (stored := _read_table(path)) is not None:
-            return stored
-        images, _ = load_fashion_mnist("test")
-        table = top_units_table(model, model_inputs(model, images, _SMALL_BATCH), k, progress, total=len(images))
-        if keep:
-            with contextlib.suppress(OSError):
-                write_atomic(path, table.to_bytes())
-        return table
+
+    def compute() -> TopTable:
+        batches = model_inputs(model, list(images), 16)
+        return top_units_table(model, batches, min(LABEL_TOP, len(images)), progress, total=len(images))
+
+    return store.kept("units", model, compute, TABLE_CODEC, keep_as is not None, version=_STORE_VERSION, data=keep_as)
 
 
 @dataclass(frozen=True)
@@ -562,6 +561,14 @@ def bundled_photos(side: int = 256) -> list[Photo]:
     return out
 
 
+def photos_name() -> str:
+    """The bundled photo set's name in the store: changes when a photo file does."""
+    h = hashlib.sha256()
+    for path in sorted(PHOTOS.glob("*.jpg")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"photos-{h.hexdigest()[:16]}"
+
+
 # ---------------------------------------------------------------- what the page shows for one unit
 
 
@@ -585,11 +592,32 @@ def unit_examples(
     layer: str,
     channel: int,
     n: int = 9,
+    keep_as: str | None = None,
 ) -> list[Example]:
     """The unit's n best images as patches with projections (one batched guided pass for all n).
 
-    inputs(indices) returns those data-set images pre-processed, [len, C, H, W].
+    inputs(indices) returns those data-set images pre-processed, [len, C, H, W]. keep_as:
+    the data set's name in the store (as given to the table), so the view a page opens on
+    is computed once per server (`make warm`); None computes without keeping (an upload).
     """
+    spec = {"version": _STORE_VERSION, "data": keep_as, "k": table.k, "layer": layer, "channel": channel, "n": n}
+    return store.kept(
+        "unit_examples",
+        model,
+        lambda: _unit_examples(model, table, inputs, layer, channel, n),
+        keep=keep_as is not None,
+        **spec,
+    )
+
+
+def _unit_examples(
+    model: LoadedModel,
+    table: TopTable,
+    inputs: Callable[[list[int]], torch.Tensor],
+    layer: str,
+    channel: int,
+    n: int,
+) -> list[Example]:
     entries = table.top(layer, channel, n)
     if not entries:
         return []
@@ -604,13 +632,30 @@ def unit_examples(
 
 
 def best_patches(
-    model: LoadedModel, table: TopTable, inputs: Callable[[list[int]], torch.Tensor], layer: str, channels: range
-) -> Iterator[np.ndarray | None]:
+    model: LoadedModel,
+    table: TopTable,
+    inputs: Callable[[list[int]], torch.Tensor],
+    layer: str,
+    channels: range,
+    keep_as: str | None = None,
+) -> list[np.ndarray | None]:
     """The layer overview: for each channel, the patch of its single best image ([C, h, w]; None if none).
 
-    Made one at a time, for the caller to keep only what it shows of each: a deep unit's field
-    reaches far past the image (851 px on EfficientNet-Lite0's 224), and 64 such patches at once
-    are 530 MB."""
+    keep_as as for `unit_examples`."""
+    spec = {"version": _STORE_VERSION, "data": keep_as, "k": table.k, "layer": layer}
+    return store.kept(
+        "unit_overview",
+        model,
+        lambda: _best_patches(model, table, inputs, layer, channels),
+        keep=keep_as is not None,
+        channels=[channels.start, channels.stop],
+        **spec,
+    )
+
+
+def _best_patches(
+    model: LoadedModel, table: TopTable, inputs: Callable[[list[int]], torch.Tensor], layer: str, channels: range
+) -> list[np.ndarray | None]:
     best = table.best(layer)[channels.start : channels.stop]
     found = [e for e in best if e is not None]
     x = iter(inputs([e[1] for e in found]) if found else [])

@@ -5,15 +5,13 @@ final classifier reads, so images the network sees as alike sit close together
 there. This module computes those vectors (from our own fx graph, never hooks on the
 shared module), reduces them to a 2-D map (t-SNE with openTSNE's FFT gradients, or
 PCA) that can take in new points without being recomputed, finds neighbours with L1,
-L2 or cosine distance, and keeps the Fashion-MNIST test-set map on disk so it is
-computed once per set of weights, not once per visit.
+L2 or cosine distance, and keeps the Fashion-MNIST test-set maps and those of a teacher's
+collections on disk (app.serving.store) so they are computed once per set of weights, not
+once per visit.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import pickle
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,12 +26,11 @@ from sklearn.decomposition import PCA
 
 from app.networks.activations import truncated
 from app.networks.batches import Images, model_inputs
-from app.networks.datasets import load_fashion_mnist
+from app.networks.datasets import FASHION_TEST, load_fashion_mnist
 from app.networks.loaded import LoadedModel
 from app.serving import precision as prec
-from app.serving import sharing
+from app.serving import sharing, store
 from app.serving.progress import Progress
-from app.serving.store import store_dir, store_key, write_atomic
 
 METRICS = ("l1", "l2", "cosine")
 DEFAULT_PERPLEXITY = 30.0
@@ -43,10 +40,9 @@ PERPLEXITIES = (5, 10, 20, 30, 50)  # the Feature space page's choices
 # on a loaded 2-core CPU; with OMP_WAIT_POLICY=PASSIVE two threads were merely no faster).
 N_JOBS = 1
 FFT_FROM = 10_000  # points from which FFT gradients beat Barnes-Hut (openTSNE's "auto" rule)
-_STORE_VERSION = 3  # bump when the stored format or the computation changes
+_STORE_VERSION = 4  # bump when the stored format or the computation changes
 
 _transform_lock = threading.Lock()
-_store_locks: dict[str, threading.Lock] = {}
 _GRID = ("interp_coeffs", "box_x_lower_bounds", "box_y_lower_bounds")  # openTSNE's FFT grid of a map
 
 
@@ -329,16 +325,22 @@ def nearest(
     return (idx[0], dist[0]) if single else (idx, dist)
 
 
-# --- the stored Fashion-MNIST test-set map ------------------------------------------------
+# --- stored maps: the Fashion-MNIST test set, a teacher's collection --------------------------------
 
 
-def _store_key(model: LoadedModel, method: str, params: dict[str, Any]) -> str:
-    return store_key(model, version=_STORE_VERSION, method=method, params=params, openTSNE=openTSNE.__version__)
+def _spec(method: str, params: dict[str, Any], data: str) -> dict[str, Any]:
+    return {
+        "version": _STORE_VERSION,
+        "method": method,
+        "params": params,
+        "data": data,
+        "openTSNE": openTSNE.__version__,
+    }
 
 
 def is_stored(model: LoadedModel, method: str, params: dict[str, Any] | None = None) -> bool:
     """Whether fashion_test_map(model, method, params) will only read a file (no waiting)."""
-    return (store_dir() / f"fashion_test_{method}_{_store_key(model, method, dict(params or {}))}.pkl").exists()
+    return store.has("map", model, **_spec(method, dict(params or {}), FASHION_TEST))
 
 
 def map_params(method: str, perplexity: float = DEFAULT_PERPLEXITY) -> dict[str, Any]:
@@ -355,25 +357,16 @@ def fashion_test_map(
 ) -> tuple[Map, np.ndarray, np.ndarray]:
     """(map, labels [N], features [N, D]) of the 10,000 Fashion-MNIST test images.
 
-    Computed once per (weights, method, params) and kept in store_dir(), so every
-    later call, from any session or process, only reads a file. Only arrays we
-    computed from the public test set are stored. If the directory is read-only the
-    result is still returned, just not kept. keep=False never writes (for a network a
-    user trained in their session: its maps would only fill the disk).
+    Computed once per (weights, method, params) and kept in the store, so every later
+    call, from any session or process, only reads a file. Only arrays we computed from
+    the public test set are stored. keep=False never writes (for a network a user
+    trained in their session: its maps would only fill the disk).
     """
     if method not in ("tsne", "pca"):
         raise ValueError(f"unknown map method {method!r}; choose 'tsne' or 'pca'")
     params = dict(params or {})
-    key = _store_key(model, method, params)
-    path = store_dir() / f"fashion_test_{method}_{key}.pkl"
-    with _store_locks.setdefault(key, threading.Lock()):
-        if path.exists():
-            # our own file (never user data); an unreadable or outdated one is recomputed
-            with (
-                contextlib.suppress(OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError),
-                open(path, "rb") as f,
-            ):
-                return pickle.load(f)
+
+    def compute() -> tuple[Map, np.ndarray, np.ndarray]:
         images, labels = load_fashion_mnist("test")
         n = len(images)
         # progress: features count as n steps, the map as 2n (t-SNE dominates the time)
@@ -387,12 +380,43 @@ def fashion_test_map(
             fmap = tsne_map(feats, progress=report, **params)
         else:
             fmap = pca_map(feats, **params)
-        result = (fmap, labels.numpy(), feats)
-        if keep:
-            buf = io.BytesIO()
-            pickle.dump(result, buf, protocol=pickle.HIGHEST_PROTOCOL)
-            with contextlib.suppress(OSError):  # a read-only deployment still works, it just recomputes
-                write_atomic(path, buf.getvalue())
         if progress:
             progress(3 * n, 3 * n)
-        return result
+        return fmap, labels.numpy(), feats
+
+    return store.kept("map", model, compute, keep=keep, **_spec(method, params, FASHION_TEST))
+
+
+def kept_collection_vectors(
+    model: LoadedModel, images: Sequence[Image.Image], keep_as: str | None, progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`collection_vectors`, kept in the store under the data set's name `keep_as` (a teacher's
+    collection, named with its content); None computes without keeping (a student's upload)."""
+    return store.kept(
+        "vectors",
+        model,
+        lambda: collection_vectors(model, images, progress),
+        keep=keep_as is not None,
+        version=_STORE_VERSION,
+        data=keep_as,
+    )
+
+
+def collection_map(
+    model: LoadedModel,
+    feats: np.ndarray,
+    method: str,
+    perplexity: float = DEFAULT_PERPLEXITY,
+    progress: Progress | None = None,
+    keep_as: str | None = None,
+) -> Map:
+    """A t-SNE or PCA map of a collection's features (model's `kept_collection_vectors`), kept as they are."""
+    if method not in ("tsne", "pca"):
+        raise ValueError(f"unknown map method {method!r}; choose 'tsne' or 'pca'")
+
+    def compute() -> Map:
+        return tsne_map(feats, perplexity, progress=progress) if method == "tsne" else pca_map(feats)
+
+    return store.kept(
+        "map", model, compute, keep=keep_as is not None, **_spec(method, map_params(method, perplexity), keep_as)
+    )

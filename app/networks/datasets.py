@@ -16,6 +16,7 @@ import torch
 from app.base.errors import DatasetMissingError
 from app.base.paths import data_dir
 
+FASHION_TEST = "fashion-test"  # the test set's name in the store of computed results (app.serving.store)
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),

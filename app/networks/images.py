@@ -29,6 +29,7 @@ __all__ = [
     "ImageError",
     "NamedImage",
     "Skipped",
+    "check_size",
     "collection_image",
     "image_key",
     "load_collection",
@@ -95,14 +96,19 @@ def load_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PI
     return _to_rgb(_upright(img))
 
 
+def check_size(size: int, max_bytes: int = MAX_BYTES) -> None:
+    """Raise ImageError when a file of `size` bytes is over the limit: checkable before reading it."""
+    if size > max_bytes:
+        raise ImageError(
+            f"The file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
+            "Save a smaller copy (for example a JPEG about 2000 pixels wide) and upload that."
+        )
+
+
 def _check_bytes(data: bytes, max_bytes: int) -> None:
     if not data:
         raise ImageError("The file is empty (0 bytes). Check that it saved correctly and upload it again.")
-    if len(data) > max_bytes:
-        raise ImageError(
-            f"The file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
-            "Save a smaller copy (for example a JPEG about 2000 pixels wide) and upload that."
-        )
+    check_size(len(data), max_bytes)
     head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if b"<svg" in head or (head.startswith(b"<?xml") and b"svg" in data[:4096].lower()):
         raise ImageError(

@@ -9,10 +9,12 @@ output shapes are measured with one forward pass.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -179,6 +181,23 @@ def _efficientnet_lite0(weights: str | Path | None) -> tuple[nn.Module, str, boo
     return net, origin, True
 
 
+UNTRAINED_SEED = 0
+
+
+@contextlib.contextmanager
+def _same_random_weights(untrained: bool) -> Iterator[None]:
+    """Draw an untrained network's random weights from a fixed seed (without touching the caller's
+    random state): every process then builds the same "untrained" network, so the results computed
+    with it before class (`make warm`, keyed by the weights' digest) are found by every server
+    process, e.g. VGG-16 on a machine that could not download its ImageNet weights."""
+    if not untrained:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        yield
+
+
 def get_model(name: str, weights: str | Path | None = "default", device: torch.device | None = None) -> LoadedModel:
     """Build a model ready for analysis.
 
@@ -188,13 +207,15 @@ def get_model(name: str, weights: str | Path | None = "default", device: torch.d
     """
     builders = {"vgg16": _vgg16, "efficientnet_lite0": _efficientnet_lite0, "fashion_cnn": _fashion}
     if name in builders:
-        net, origin, trained = builders[name](weights)
+        with _same_random_weights(weights is None):
+            net, origin, trained = builders[name](weights)
         return wrap(name, net, origin, trained, device=device)
     configured = configured_models()
     if name in configured:
         entry = configured[name]
         path = None if weights is None else entry.weights
-        return torchvision_model(entry.architecture, path, name=name, title=entry.title, device=device)
+        with _same_random_weights(path is None):
+            return torchvision_model(entry.architecture, path, name=name, title=entry.title, device=device)
     raise ValueError(f"unknown model {name!r}; choose from {sorted(model_names())}")
 
 
@@ -239,6 +260,7 @@ def wrap(
 # ---- any torchvision classification architecture (teacher's config file) ----------
 
 CONFIG_ENV = "CNN_LENS_MODELS"
+COLLECTIONS_TABLE = "collections"  # the config file's table of image collections (app.networks.collections)
 
 
 class ModelConfigError(LensError):
@@ -290,7 +312,8 @@ def torchvision_model(
 def configured_models(path: str | Path | None = None) -> dict[str, ConfiguredModel]:
     """The extra models in the teacher's TOML file ($CNN_LENS_MODELS; none when unset).
 
-    Each table is one model; students only ever see the titles, never the paths:
+    Each table but [collections] (app.networks.collections) is one model; students only ever see
+    the titles, never the paths:
 
         [my_resnet]
         title = "ResNet-18 (our course weights)"
@@ -308,6 +331,8 @@ def configured_models(path: str | Path | None = None) -> dict[str, ConfiguredMod
         raise ModelConfigError(f"Cannot read the model config {path}: {exc}") from exc
     out = {}
     for key, entry in tables.items():
+        if key == COLLECTIONS_TABLE:
+            continue
         if key in MODEL_NAMES or not isinstance(entry, dict):
             raise ModelConfigError(f"{path}: [{key}] must be a new table name, not a shipped model or a value")
         missing = {"title", "architecture", "weights"} - set(entry)
