@@ -37,8 +37,9 @@ A job's thread works in the background (`background_thread`): one PyTorch thread
 and a lower OS priority. Both matter on a busy server. With two OpenMP threads per
 job, every one of the thousands of small operations of an EfficientNet step ends
 in a barrier that waits until both threads get a core; with other work on the
-machine a step took 1-4 s instead of 0.05 s (an EfficientNet-Lite0 dream that
-did not finish in 15 minutes). And at a lower priority the jobs take the cores
+machine and OpenMP's default spinning wait a step took 1-4 s instead of 0.05-0.2 s
+(with OMP_WAIT_POLICY=PASSIVE, as `make run` and the image set, one and two threads
+were alike). And at a lower priority the jobs take the cores
 only when the students' page views leave them free.
 """
 
