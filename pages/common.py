@@ -8,6 +8,7 @@ so every page sees the same image and no page handles raw uploads itself.
 from __future__ import annotations
 
 import io
+import secrets
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -413,18 +414,104 @@ def cancel_button(key: str) -> Callable[[], None]:
     return slot.empty
 
 
+# Work estimated at more than this goes through the server's job queue (app.serving.jobs.HEAVY) rather
+# than running in the page's own thread: fair between students, at a lower priority than page views.
+QUEUE_SECONDS = 1.0
+
+
 def long_analysis(
     sel: Selection, func: Callable[..., Any], seconds: float, what: str, button: str, key: str, steps: str, **params
 ) -> Any:
     """An analysis that may take a while: asks first when estimated over LONG_RUN_SECONDS, then shows
-    progress ("<steps>: i of n") and a Cancel button while it runs. Keys: <key>_start and <key>_cancel."""
+    progress ("<steps>: i of n") and a Cancel button while it runs. Keys: <key>_start and <key>_cancel.
+
+    Estimated over QUEUE_SECONDS, it runs as a job of the server's fair queue (shared with anyone asking
+    for the very same thing) while this page waits for it, showing its place in the queue; leaving the
+    page or pressing Cancel stops this person's watch, and the job with it when nobody else watches."""
+    if sel.has(func, **params):
+        return sel.analysis(func, **params)
     confirm_long_run(seconds, what, button, key=f"{key}_start")
     remove_cancel = cancel_button(f"{key}_cancel")
     bar = st.progress(0.0, text=what)
-    result = sel.analysis(func, progress=lambda i, n: bar.progress(i / n, text=f"{steps}: {i} of {n}"), **params)
+    if seconds <= QUEUE_SECONDS:
+        result = sel.analysis(func, progress=lambda i, n: bar.progress(i / n, text=f"{steps}: {i} of {n}"), **params)
+    else:
+        result = _wait_in_queue(sel, func, what, steps, bar, **params)
     bar.empty()
     remove_cancel()
     return result
+
+
+def student() -> str:
+    """This browser session's anonymous id: the job queue takes students in turn and limits each by it."""
+    return st.session_state.setdefault("student_id", secrets.token_hex(8))
+
+
+def _request(sel: Selection, func: Callable[..., Any], params: dict[str, Hashable]) -> tuple:
+    """What identifies a queued analysis's result: identical requests from several sessions share one job."""
+    return (func.__module__, func.__qualname__, sel.model_key, sel.input_key, tuple(sorted(params.items())))
+
+
+def _submit(sel: Selection, func: Callable[..., Any], what: str, **params: Hashable) -> jobs.Job:
+    """The analysis as a job of the fair queue; stops the page with a way out when this person has
+    their share of jobs already (jobs.TooManyJobs)."""
+    work = cache.analysis_work(func, sel.model_key, sel.input_key, sel.x, **params)
+    try:
+        return jobs.submit(
+            lambda j: work(j.report),
+            what,
+            key=_request(sel, func, params),
+            abandon_after=jobs.WATCH_TIMEOUT,
+            owner=student(),
+        )
+    except jobs.TooManyJobs as exc:
+        too_many_jobs(exc)
+        st.stop()
+
+
+def too_many_jobs(exc: jobs.TooManyJobs) -> None:
+    """Why nothing starts, and a button that cancels this person's waiting job (or their oldest) to make room."""
+    st.warning(str(exc), icon=":material/hourglass_top:")
+    waiting = [job for job in exc.jobs if job.state == "waiting"] or exc.jobs[:1]
+    st.button(
+        f"Cancel “{waiting[0].label}”",
+        key="cancel_waiting_job",
+        on_click=waiting[0].cancel,
+        args=(student(),),
+        icon=":material/cancel:",
+    )
+
+
+def _queue_words(job: jobs.Job) -> str:
+    place = job.position()
+    return (
+        f"Waiting for a free slot: {job.slots.running} heavy job(s) are running on this server"
+        + (f" and you are number {place} in the queue" if place else "")
+        + ". Yours starts by itself."
+    )
+
+
+def _wait_in_queue(sel: Selection, func: Callable[..., Any], what: str, steps: str, bar: Any, **params) -> Any:
+    """Submit and wait here, drawing the queue place or progress; a rerun (Cancel, another widget, the tab
+    closed) interrupts the wait, and this person stops watching the job."""
+    job = _submit(sel, func, what, **params)
+    try:
+        while job.active:
+            job.touch()
+            if job.state == "waiting":
+                bar.progress(0.0, text=_queue_words(job))
+            elif job.total:
+                bar.progress(job.fraction(), text=f"{steps}: {job.done} of {job.total}")
+            time.sleep(0.25)
+    except BaseException:  # Streamlit stops this run at the next element: nobody here watches any more
+        job.cancel(student())
+        raise
+    if job.state == "failed":
+        st.error(f"{what} failed: {job.error}", icon=":material/error:")
+        st.stop()
+    if job.state == "cancelled":  # everyone who watched left, or it was abandoned: ask again
+        st.rerun()
+    return job.result
 
 
 def model_input_rgb(sel: Selection) -> Image.Image:
@@ -445,7 +532,7 @@ def _stop_watching(key: str) -> None:
     """This person cancels; the job stops unless another session asked for the very same thing."""
     _, job = _queued_jobs().pop(key, (None, None))
     if job is not None:
-        job.cancel()
+        job.cancel(student())
 
 
 def queued_analysis(
@@ -463,19 +550,18 @@ def queued_analysis(
     if sel.has(func, **params):
         return sel.analysis(func, **params)
     running = _queued_jobs()
-    request = (func.__module__, func.__qualname__, sel.model_key, sel.input_key, tuple(sorted(params.items())))
+    request = _request(sel, func, params)
     asked, job = running.get(key, (None, None))
     if job is not None and (asked != request or job.state in ("cancelled", "failed")):
         if asked != request and job.active:  # the user moved on to another image or model
-            job.cancel()
+            job.cancel(student())
         elif job.state == "failed":
             st.error(f"{what} failed: {job.error}", icon=":material/error:")
         running.pop(key)
         job = None
     if job is None:
         confirm_long_run(seconds, what, button, key=f"{key}_start")
-        work = cache.analysis_work(func, sel.model_key, sel.input_key, sel.x, **params)
-        job = jobs.submit(lambda j: work(j.report), what, key=request, abandon_after=jobs.WATCH_TIMEOUT)
+        job = _submit(sel, func, what, **params)
         running[key] = (request, job)
     if job.state == "finished":
         return job.result
@@ -492,13 +578,7 @@ def _watch(job: jobs.Job, key: str, what: str) -> None:
             st.rerun()
         job.touch()
         if job.state == "waiting":
-            place = job.position()
-            st.info(
-                f"Waiting for a free slot: {job.slots.running} heavy job(s) are running on this server"
-                + (f" and you are number {place} in the queue" if place else "")
-                + ". Yours starts by itself.",
-                icon=":material/hourglass_top:",
-            )
+            st.info(_queue_words(job), icon=":material/hourglass_top:")
         elif job.state == "running":
             eta = job.eta()
             st.progress(

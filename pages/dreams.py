@@ -4,12 +4,13 @@ DeepDream, style transfer), growing live, cancellable, queued fairly with everyo
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from app.analyses import dataset_examples as D
-from app.analyses import dreams
+from app.analyses import dream_store, dreams
 from app.base.errors import LensError
 from app.networks.images import image_key, load_image
 from app.networks.models import LoadedModel
@@ -54,13 +55,34 @@ def _busy() -> bool:
 HEARTBEAT_S = 5  # how often an open page tells its jobs it is still there (jobs.WATCH_TIMEOUT)
 
 
-def _start(key: str, label: str, work: Callable[[jobs.Job], dreams.Dream], request: tuple) -> None:
-    """Submit the dream; `request` (every parameter, seed included) lets identical requests share one run.
+def _stored(kind: str, **settings) -> Path | None:
+    """Where this dream is kept once made (app.analyses.dream_store); None for a network trained in this
+    session, whose dreams nobody else will ask for."""
+    return None if "@" in model_key else dream_store.dream_path(model, kind, **settings)
+
+
+def _start(key: str, label: str, work: Callable[[jobs.Job], dreams.Dream], request: tuple, stored: Path | None) -> None:
+    """Show the stored dream at once, or submit it to the fair queue; `request` (every parameter, seed
+    included) lets identical requests share one run, and the finished dream is stored for everyone.
 
     The job stops by itself if this page stops telling it someone watches (`_heartbeat`): a closed
     tab must not keep a heavy slot busy.
     """
-    _session_jobs()[key] = jobs.submit(work, label, key=request, abandon_after=jobs.WATCH_TIMEOUT)
+    dream = dream_store.read(stored) if stored is not None else None
+    if dream is not None:
+        _session_jobs()[key] = jobs.finished(dream, label, dream.seconds)
+    else:
+        try:
+            _session_jobs()[key] = jobs.submit(
+                lambda job: dream_store.made_once(stored, lambda: work(job)),
+                label,
+                key=request,
+                abandon_after=jobs.WATCH_TIMEOUT,
+                owner=common.student(),
+            )
+        except jobs.TooManyJobs as exc:
+            common.too_many_jobs(exc)
+            return
     st.rerun()  # redraw with the button disabled and the live panel polling
 
 
@@ -75,7 +97,7 @@ def _cancel(key: str) -> None:
     """This person stops watching; the run stops unless someone else asked for the very same dream."""
     job = _session_jobs().pop(key, None)
     if job is not None:
-        job.cancel()
+        job.cancel(common.student())
 
 
 def _image(dream: dreams.Dream, caption: str) -> None:
@@ -294,6 +316,9 @@ with tabs[0]:
                     model, layer, int(channel), int(size), int(steps), int(seed), job.report, preview=job.show
                 ),
                 ("features", model_key, layer, int(channel), int(size), int(steps), int(seed)),
+                _stored(
+                    "features", layer=layer, channel=int(channel), size=int(size), steps=int(steps), seed=int(seed)
+                ),
             )
         # The dreamed unit's best dataset patches come free only when its table is in memory or on disk
         # (checked once per page run, not in the live panel: the disk check hashes the weights); never
@@ -333,6 +358,7 @@ with tabs[1]:
                 f"class model: {model.labels[target]}",
                 lambda job: dreams.class_model(model, int(target), int(steps), int(seed), job.report, preview=job.show),
                 ("class", model_key, int(target), int(steps), int(seed)),
+                _stored("class", target=int(target), steps=int(steps), seed=int(seed)),
             )
         with slot:
             _panel(f"class:{model_key}", f"{model.name}_class_{_slug(model.labels[target])}", lambda d: _top5(model, d))
@@ -367,6 +393,14 @@ with tabs[2]:
                     model, source, layer, int(octaves), int(steps), int(seed), job.report, preview=job.show
                 ),
                 ("deepdream", model_key, sel.input_key, layer, int(octaves), int(steps), int(seed)),
+                _stored(
+                    "deepdream",
+                    start=sel.input_key,
+                    layer=layer,
+                    octaves=int(octaves),
+                    steps=int(steps),
+                    seed=int(seed),
+                ),
             )
         start = dreams.start_picture(model, source)
         if f"deepdream:{model_key}" not in _session_jobs():
@@ -459,6 +493,16 @@ with tabs[3]:
                             steps,
                             style_weight,
                             content_weight,
+                        ),
+                        _stored(
+                            "style",
+                            content=sel.image_key,
+                            style=style_id,
+                            layers=[chosen.content, *chosen.style],
+                            size=int(size),
+                            steps=int(steps),
+                            style_weight=float(style_weight),
+                            content_weight=float(content_weight),
                         ),
                     )
             with slot:

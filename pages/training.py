@@ -47,7 +47,7 @@ if submitted and not busy:
     config = TrainConfig(
         optimiser=optimiser, lr=lr, batch_norm=batch_norm, dropout=dropout, epochs=epochs, train_size=size
     )
-    runs.append(training.start(config))
+    runs.append(training.start(config, owner=common.student()))
     del runs[:-MAX_RUNS]
     st.rerun()  # redraw with the form disabled and the live view polling
 

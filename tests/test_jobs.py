@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
 import pytest
+import torch
 
 from app.base.errors import Cancelled, LensError
 from app.serving import jobs
@@ -228,3 +231,110 @@ def test_progress_words_before_the_first_step_do_not_say_step_0_of_0() -> None:
     assert "0 of 0" not in job.progress_text() and job.progress_text().startswith("Starting")
     job.report(3, 64)
     assert job.progress_text().startswith("Step 3 of 64 · about ")
+
+
+def _run_until_released(release: threading.Event):
+    def work(job: Job) -> str:
+        job.report(1, 2)
+        release.wait(60)
+        return "done"
+
+    return work
+
+
+def test_a_job_runs_in_the_background_without_slowing_the_page_threads() -> None:
+    """One PyTorch thread and a lower OS priority inside a job; threads started afterwards still get all cores."""
+    seen: dict[str, tuple[int, int]] = {}
+
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def work(job: Job) -> None:
+        seen["job"] = (torch.get_num_threads(), priority())
+
+    job = jobs.submit(work, "inside", Slots(1))
+    job.join(10)
+    assert job.state == "finished"
+    page = threading.Thread(target=lambda: seen.setdefault("page", (torch.get_num_threads(), priority())))
+    page.start()
+    page.join(10)
+    assert seen["job"][0] == 1 and seen["page"][0] == jobs._DEFAULT_THREADS == torch.get_num_threads()
+    if sys.platform.startswith("linux"):
+        assert seen["job"][1] >= jobs.BACKGROUND_NICE and seen["page"][1] == priority() < jobs.BACKGROUND_NICE
+
+
+def test_a_student_has_one_job_running_and_one_waiting_and_a_third_is_refused() -> None:
+    slots, release = Slots(3), threading.Event()
+    first = jobs.submit(_run_until_released(release), "first dream", slots, owner="ann")
+    second = jobs.submit(_run_until_released(release), "second dream", slots, owner="ann")
+    other = jobs.submit(_run_until_released(release), "bob's dream", slots, owner="bob")
+    _wait_for(lambda: first.state == "running" and other.state == "running")
+    time.sleep(0.3)  # a free slot, yet Ann's second job waits for her first
+    assert second.state == "waiting" and second.position() == 1 and slots.running == 2
+    with pytest.raises(jobs.TooManyJobs) as refused:
+        jobs.submit(_run_until_released(release), "third dream", slots, owner="ann")
+    assert refused.value.jobs == [first, second] and "“second dream” (waiting)" in str(refused.value)
+    assert jobs.active_jobs("ann") == [first, second]
+    second.cancel("ann")  # what the page's "cancel the waiting one" button does
+    second.join(5)
+    assert second.state == "cancelled"
+    third = jobs.submit(_run_until_released(release), "third dream", slots, owner="ann")
+    assert jobs.active_jobs("ann") == [first, third]
+    release.set()
+    for job in (first, third, other):
+        job.join(10)
+        assert job.state == "finished"
+    assert jobs.active_jobs("ann") == [] and slots.running == 0
+
+
+def test_the_queue_takes_students_in_turn_not_first_come() -> None:
+    slots, release, gate = Slots(1), threading.Event(), threading.Event()
+    started: list[str] = []
+
+    def work(name: str):
+        def run(job: Job) -> None:
+            started.append(name)
+            gate.wait(60)
+
+        return run
+
+    blocker = jobs.submit(_run_until_released(release), "a teacher's job", slots)
+    _wait_for(lambda: blocker.state == "running")
+    queued = {}
+    for name, owner in [("ann 1", "ann"), ("ann 2", "ann"), ("bob 1", "bob"), ("cat 1", "cat")]:
+        queued[name] = jobs.submit(work(name), name, slots, owner=owner)
+        _wait_for(lambda n=name: queued[n].position() is not None)
+    assert {name: job.position() for name, job in queued.items()} == {"ann 1": 1, "bob 1": 2, "cat 1": 3, "ann 2": 4}
+    gate.set()
+    release.set()
+    for job in queued.values():
+        job.join(10)
+    assert started == ["ann 1", "bob 1", "cat 1", "ann 2"] and slots.running == 0
+
+
+def test_thirty_students_asking_for_the_same_dream_start_one_run() -> None:
+    slots, release, runs = Slots(2), threading.Event(), []
+
+    def work(job: Job) -> str:
+        runs.append(1)
+        return _run_until_released(release)(job)
+
+    key = ("features", "vgg16", "relu4_2", 7, 128, 128, 0)
+    asked = [jobs.submit(work, "relu4_2, channel 7", slots, key=key, owner=f"student {i}") for i in range(30)]
+    assert all(job is asked[0] for job in asked)
+    for i in range(29):  # all but the last student leave: the run goes on for the one still watching
+        asked[0].cancel(f"student {i}")
+    assert not asked[0]._cancel.is_set()
+    release.set()
+    asked[0].join(10)
+    assert asked[0].state == "finished" and len(runs) == 1
+    # a student at their limit still gets a finished shared result at once
+    busy = [jobs.submit(_blocking(threading.Event()), f"mine {i}", slots, owner="busy") for i in range(2)]
+    assert jobs.submit(work, "again", slots, key=key, owner="busy") is asked[0] and len(runs) == 1
+    for job in busy:
+        job.cancel("busy")
+
+
+def test_a_stored_result_is_a_finished_job() -> None:
+    job = jobs.finished("a stored dream", "relu4_2, channel 7", seconds=12.5)
+    assert job.state == "finished" and job.result == "a stored dream" and not job.active and job.seconds == 12.5

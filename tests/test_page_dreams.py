@@ -7,8 +7,10 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
+import torch
 from streamlit.testing.v1 import AppTest
 
 from app.analyses import dataset_examples as D
@@ -35,9 +37,11 @@ def _app(model: str, tab: str | None = None) -> AppTest:
 
 
 @pytest.fixture(autouse=True)
-def patient_jobs(monkeypatch):
-    """AppTest does not run the page's heartbeat between runs; a busy CI machine may take minutes."""
+def patient_jobs(monkeypatch, tmp_path):
+    """AppTest does not run the page's heartbeat between runs; a busy CI machine may take minutes.
+    Each test has its own results folder, so no dream stored by another test (or run) is served."""
     monkeypatch.setattr(jobs, "WATCH_TIMEOUT", 600.0)
+    monkeypatch.setenv("CNN_LENS_CACHE", str(tmp_path / "own"))
 
 
 @pytest.fixture
@@ -260,3 +264,52 @@ def test_two_students_asking_for_the_same_dream_share_one_run() -> None:
     first, second = (at.session_state["dream_jobs"]["class:fashion_cnn"] for at in students)
     assert first is second
     _finish(students[0], "class:fashion_cnn")
+
+
+def test_a_finished_dream_is_stored_and_served_at_once_after_a_restart(monkeypatch) -> None:
+    first = _app("fashion_cnn", "Class model")
+    first.selectbox(key="cm_class_fashion_cnn").set_value(3)
+    first.select_slider(key="cm_steps").set_value(32)
+    first.button[0].click()
+    _ok(first.run())
+    made = _finish(first, "class:fashion_cnn")
+    # a restart: no job in memory any more; every optimisation step is counted from here
+    monkeypatch.setattr(jobs, "_shared", jobs.ResultStore(max_entries=64, ttl=3600))
+    steps: list[int] = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), step(self, *a, **k))[1])
+    later = _app("fashion_cnn", "Class model")
+    later.selectbox(key="cm_class_fashion_cnn").set_value(3)
+    later.select_slider(key="cm_steps").set_value(32)
+    later.button[0].click()
+    _ok(later.run())
+    served = later.session_state["dream_jobs"]["class:fashion_cnn"]
+    assert served is not made and served.state == "finished" and not steps
+    assert np.array_equal(served.result.image, made.result.image)
+    assert _downloads(later) == ["Download PNG"] and f"in {made.result.seconds:.1f} s" in " ".join(_captions(later))
+
+
+def test_a_third_heavy_job_is_refused_with_a_way_to_cancel_the_waiting_one(monkeypatch) -> None:
+    slots, release = jobs.Slots(1), threading.Event()
+    monkeypatch.setattr(jobs, "HEAVY", slots)
+    mine = [jobs.submit(lambda job: release.wait(60), f"occlusion {i}", owner="me") for i in range(2)]
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=300)
+        at.session_state[common.MODEL_CHOICE] = "fashion_cnn"
+        at.session_state["student_id"] = "me"
+        _ok(at.run())
+        at.button[0].click()  # Dream
+        _ok(at.run())
+        assert any("You already have 2 heavy jobs" in w.value for w in at.warning)
+        assert "features:fashion_cnn" not in at.session_state["dream_jobs"]
+        at.button(key="cancel_waiting_job").click()
+        _ok(at.run())
+        mine[1].join(10)
+        assert mine[1].state == "cancelled" and mine[0].state == "running"
+        at.button[0].click()  # now there is room: the dream waits for its turn
+        _ok(at.run())
+        assert at.session_state["dream_jobs"]["features:fashion_cnn"].state == "waiting"
+    finally:
+        release.set()
+        for job in jobs.active_jobs("me"):
+            job.cancel("me")

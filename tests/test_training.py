@@ -107,6 +107,18 @@ def test_second_run_waits_for_a_free_slot_and_can_be_cancelled() -> None:
     assert first.state == "stopped" and third.state == "finished" and slots.running == 0
 
 
+def test_a_students_second_run_waits_for_their_first_even_with_a_free_slot() -> None:
+    slots = Slots(2)
+    first = training.start(LONG, slots, isolated=False, owner="ann")
+    _wait_for(lambda: first.state == "running")
+    second = training.start(TINY, slots, isolated=False, owner="ann")
+    time.sleep(0.5)
+    assert second.state == "waiting" and slots.running == 1 and slots.position(second) == 1
+    first.stop()
+    second.join(120)
+    assert first.state == "stopped" and second.state == "finished" and slots.running == 0
+
+
 def test_time_estimate_is_scaled_from_a_measured_run(monkeypatch) -> None:
     """The page once promised "about half a minute" for a run that took 8 s: now it only quotes measurements."""
     monkeypatch.setattr(training, "_pace", {})

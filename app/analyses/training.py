@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -305,8 +305,8 @@ def estimate_seconds(config: TrainConfig) -> float | None:
     return None if pace is None else pace * config.epochs * min(config.train_size, 60_000)
 
 
-def _work(run: Run, slots: Slots, isolated: bool) -> None:
-    if not slots.acquire(run.stop_event, ticket=run):
+def _work(run: Run, slots: Slots, isolated: bool, owner: Hashable | None) -> None:
+    if not slots.acquire(run.stop_event, ticket=run, owner=owner):
         run.state = "stopped"
         return
     try:
@@ -324,17 +324,20 @@ def _work(run: Run, slots: Slots, isolated: bool) -> None:
         run.error = f"{type(exc).__name__}: {exc}"
         run.state = "failed"
     finally:
-        slots.release()
+        slots.release(run)
 
 
-def start(config: TrainConfig, slots: Slots = SLOTS, isolated: bool = True) -> Run:
+def start(config: TrainConfig, slots: Slots = SLOTS, isolated: bool = True, owner: Hashable | None = None) -> Run:
     """Start training in the background and return at once; poll the Run for progress.
 
     isolated=True (the app) trains in a separate process with one thread; False
     trains in a thread of this process (quicker to start, for tests and notebooks).
+    owner: the student it is for, so the queue takes students in turn (app.serving.jobs.Slots).
     """
     run = Run(config)
-    run.thread = threading.Thread(target=_work, args=(run, slots, isolated), daemon=True, name="cnn-lens-training")
+    run.thread = threading.Thread(
+        target=_work, args=(run, slots, isolated, owner), daemon=True, name="cnn-lens-training"
+    )
     run.thread.start()
     return run
 
