@@ -97,19 +97,14 @@ def _precision(model: LoadedModel, precision: str) -> str:
     """ "auto": bf16 only on networks big enough to profit (occlusion's rule) and not kept in fp32."""
     if precision != "auto":
         return prec.resolve(precision, model.device)
-    macs = sum(occlusion._macs(model.module.get_submodule(r.path), r.out_shape) for r in _weighted(model))
-    if macs < occlusion.AUTO_BF16_MIN_MACS:
+    if occlusion.network_macs(model) < occlusion.AUTO_BF16_MIN_MACS:
         return "fp32"
     return prec.resolve(model.precision, model.device)
 
 
-def _weighted(model: LoadedModel) -> list:
-    return list({row.path: row for row in model.layers if row.kind in ("conv", "fc")}.values())
-
-
 def default_batch(model: LoadedModel) -> int:
     """Images per forward pass: about 20 GMAC per batch (16 VGG-16 images at 224 px), 4 to 64."""
-    macs = sum(occlusion._macs(model.module.get_submodule(r.path), r.out_shape) for r in _weighted(model))
+    macs = occlusion.network_macs(model)
     return int(np.clip(2 ** round(math.log2(max(2e10 / max(macs, 1), 1))), 4, 64))
 
 
