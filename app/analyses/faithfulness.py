@@ -127,7 +127,7 @@ def default_batch(model: LoadedModel) -> int:
 MEASURE_BATCH = 4
 
 
-def _timings(model: LoadedModel) -> dict[str, float]:
+def precision_timings(model: LoadedModel) -> dict[str, float]:
     """Seconds per image of the curves' forward passes in each precision this device offers, measured
     once per model (app.serving.precision.timings) after one image that casts the weights."""
     images = torch.zeros(MEASURE_BATCH, model.channels, model.input_size, model.input_size)
@@ -153,7 +153,7 @@ def resolve_precision(model: LoadedModel, precision: str = "auto") -> str:
         return "fp32"
     if prec.resolve(model.precision, model.device) == "fp32":
         return "fp32"
-    seconds = _timings(model)
+    seconds = precision_timings(model)
     return min(seconds, key=seconds.__getitem__)
 
 
@@ -215,5 +215,5 @@ def estimate_seconds(model: LoadedModel, steps: int = STEPS) -> float:
     """Rough time of `deletion_insertion`: 2 * steps forward passes at the speed of the precision they
     will run in (bf16: as measured to choose it; fp32: a batched pass, timed once per model)."""
     if resolve_precision(model) == "bf16":
-        return 2 * steps * _timings(model)["bf16"]
+        return 2 * steps * precision_timings(model)["bf16"]
     return 2 * steps * cams.forward_seconds(model)
