@@ -14,9 +14,10 @@ react to the artificial edges rather than to the lost evidence; ROAD (Rong et al
 removed pixels by interpolating their neighbours to reduce that (not done here).
 
 Speed: the two curves share their ends (deletion's first image is insertion's last and vice
-versa), so 2 * steps distinct images run, in batches, channels_last, in bf16 where the
-hardware has it and the network is big (the rules of app.analyses.occlusion): a one-image-at-
-a-time loop is the benchmark's reference (benchmarks/faithfulness.py).
+versa), so 2 * steps distinct images run, in batches of about 250 GMAC, channels_last, in one
+autocast context, in bf16 where a one-time measurement finds it faster and the network is big
+(the rules of app.analyses.occlusion): a one-image-at-a-time loop is the benchmark's reference
+(benchmarks/faithfulness.py). The work itself is the limit: 100 VGG-16 passes are 1.5 TMAC.
 """
 
 from __future__ import annotations
@@ -113,8 +114,9 @@ def step_images(
 def default_batch(model: LoadedModel) -> int:
     """Images per forward pass: about 250 GMAC per batch (16 VGG-16 images at 224 px), 4 to 64.
 
-    Measured on VGG-16, 100 images in bf16 (benchmarks/faithfulness.py): batches of 8 / 16 / 32 took
-    10.7 / 9.7 / 8.8 CPU s, and 4 images per batch in fp32 needed 35 CPU s against 26 at 16. Larger
+    Measured on VGG-16, 100 images in bf16, on the shared 2-core machine at load 9-12: batches of
+    8 / 16 / 32 took 10.7 / 9.7 / 8.8 CPU s, and in fp32 4 images per batch needed 35 CPU s against 26
+    at 16. Larger
     batches gain little more and hold more memory (a 16-image batch's first activations are 200 MB
     in bf16), which a server with a class on it must share.
     """
