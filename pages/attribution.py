@@ -65,20 +65,8 @@ EXPLAIN = {
         "your image and the baseline; the *convergence delta* below says how far the sum misses it "
         "(more steps make it smaller)."
     ),
-    "faithfulness": (
-        "**Is the map telling the truth about the network?** Deletion removes the pixels the map calls most "
-        "important first (they become a blurred copy), in 50 steps, and plots the class probability: if the "
-        "map is right it falls fast, so a *small* area under the red curve is good. Insertion starts from "
-        "the blurred image and puts the most important pixels back first: the green curve should rise fast, "
-        "so a *large* area is good. The score is insertion area − deletion area."
-    ),
-    "caveats": (
-        "Caveats: half-blurred images look like nothing the network was trained on, so part of a drop can "
-        "be the network reacting to strange patches rather than to missing evidence (ROAD, Rong et al. 2022, "
-        "fills removed pixels from their neighbours to reduce this; not used here). Coarse maps (the CAMs) "
-        "order the pixels inside one cell arbitrarily, and the score is for this image and this class only: "
-        "rank on several images before trusting a method."
-    ),
+    "faithfulness": faith.MEANING,
+    "caveats": faith.CAVEATS,
     "compare": (
         "The same class explained four ways. Gradient maps (left) are sharp but noisy and hardly change "
         "between classes; Grad-CAM (right) is blurry but points at the region the class depends on."
@@ -118,22 +106,27 @@ def downloads(name: str, picture: np.ndarray, values: np.ndarray, key: str) -> N
     common.download_pair(f"{sel.model_key}_{name}_{label}", picture, values, key, name.replace("_", " "))
 
 
-def score_quick(method: str, layer: str, bar_text: str) -> xp.Scored:
-    """A quick method's map and curves (cached), with a progress bar while the curves run."""
+def score_quick(method: str, layer: str | None, bar_text: str, **options) -> xp.Scored:
+    """A method's map and curves (cached; `options` the method's own), with a progress bar while they run."""
     bar = st.progress(0.0, text=bar_text)
     result = sel.analysis(
-        xp.scored, progress=lambda i, n: bar.progress(i / n, text=bar_text), method=method, target=target, layer=layer
+        xp.scored,
+        progress=lambda i, n: bar.progress(i / n, text=bar_text),
+        method=method,
+        target=target,
+        layer=layer,
+        **options,
     )
     bar.empty()
     return result
 
 
-def curve_panel(method: str, layer: str, key: str, result: xp.Scored | None = None) -> None:
+def curve_panel(method: str, layer: str | None, key: str, result: xp.Scored | None = None, **options) -> None:
     """The map's deletion and insertion curves, small. For a big network, where the 100 forward passes
     take longer than LONG_RUN_SECONDS, a button starts them, so the map itself never waits."""
     if result is None:
-        params = dict(method=method, target=target, layer=layer)
-        seconds = 0.0 if sel.has(xp.scored, **params) else xp.estimate_seconds(model, method, layer)
+        params = dict(method=method, target=target, layer=layer, **options)
+        seconds = 0.0 if sel.has(xp.scored, **params) else xp.estimate_seconds(model, method, layer, **options)
         if seconds > common.LONG_RUN_SECONDS and not st.button(
             f"Faithfulness curves (about {seconds:.0f} s)",
             key=f"{key}_score",
@@ -141,15 +134,21 @@ def curve_panel(method: str, layer: str, key: str, result: xp.Scored | None = No
         ):
             st.caption("How faithful is this map? The button plots its deletion and insertion curves.")
             return
-        result = score_quick(method, layer, "Deletion and insertion curves")
+        result = score_quick(method, layer, "Deletion and insertion curves", **options)
     st.plotly_chart(faith_fig.curves_figure(result.curves, label), width="stretch", key=f"{key}_curves", theme=None)
 
 
 def heat_panels(
-    name: str, values: np.ndarray, key: str, method: str | None = None, layer: str = "", result: xp.Scored | None = None
+    name: str,
+    values: np.ndarray,
+    key: str,
+    method: str | None = None,
+    layer: str | None = "",
+    result: xp.Scored | None = None,
+    **options,
 ) -> None:
     """A [H, W] map alone and overlaid on the network's input, both scaled 0-1 with the clip slider,
-    and beside them the curves of `method` (at `layer`; `result` if already computed)."""
+    and beside them the curves of `method` (at `layer`, with its `options`; `result` if already computed)."""
     scaled = attr.unit_range(values, clip)
     st.markdown(f"**{name}**")
     alone, over, curves = st.columns(3)
@@ -163,7 +162,7 @@ def heat_panels(
         downloads(f"{name}_overlay", blended, values, f"{key}_over")
     if method is not None:
         with curves:
-            curve_panel(method, layer, key, result)
+            curve_panel(method, layer, key, result, **options)
 
 
 def signed_picture(grad: np.ndarray) -> np.ndarray:
@@ -212,9 +211,22 @@ def scored(method: str, layer: str, **options) -> xp.Scored:
     )
 
 
-# The slow maps join the ranking with these options (the Integrated Gradients tab's defaults)
-SLOW_OPTIONS = {"Score-CAM": {}, "Integrated Gradients": {"baseline": "black", "path_steps": xp.IG_STEPS}}
 cam_default = attr.default_cam_layer(model)
+# Where each slow map is computed for the ranking (at SLOW_OPTIONS), for the ranking's caption
+WHERE = {
+    "SmoothGrad": f"SmoothGrad joins once computed with its curves on the Saliency tab ({xp.SMOOTHGRAD_SAMPLES} "
+    f"noisy copies, noise {xp.SMOOTHGRAD_NOISE})",
+    "Score-CAM": "Score-CAM once computed on the CAM family tab",
+    "Integrated Gradients": "Integrated Gradients once computed on its tab with the black baseline",
+    "occlusion": "occlusion once its curves are drawn on the Occlusion page (Probability drop, first settings)",
+}
+# The slow maps join the ranking with these settings (their tabs' and pages' first settings), once computed there
+SLOW_OPTIONS = {
+    "SmoothGrad": {"layer": None, "samples": xp.SMOOTHGRAD_SAMPLES, "noise": xp.SMOOTHGRAD_NOISE},
+    "Score-CAM": {"layer": cam_default},
+    "Integrated Gradients": {"layer": cam_default, "baseline": "black", "path_steps": xp.IG_STEPS},
+    "occlusion": {"layer": None, **xp.occlusion_defaults(model), "fill": "zero", "occlusion_precision": "auto"},
+}
 TABS = ["Saliency", "Guided backprop", "Grad-CAM", "CAM family", "Integrated Gradients", "Compare", "Faithfulness"]
 tabs = st.tabs(TABS, key="attr_tab", on_change="rerun")
 maps = compute(attr.class_maps, f"Computing the maps for '{label}'…", target=target, layer=cam_default)
@@ -226,12 +238,12 @@ with tabs[0]:
         if smooth:
             st.caption(EXPLAIN["smoothgrad"])
             s1, s2 = st.columns(2)
-            samples = s1.slider("Noisy copies", 4, 64, 16, 4, key="attr_sg_samples")
+            samples = s1.slider("Noisy copies", 4, 64, xp.SMOOTHGRAD_SAMPLES, 4, key="attr_sg_samples")
             noise = s2.slider(
                 "Noise level",
                 0.05,
                 0.5,
-                0.15,
+                xp.SMOOTHGRAD_NOISE,
                 0.05,
                 key="attr_sg_noise",
                 help="Noise std as a fraction of the input's value range (max − min).",
@@ -247,7 +259,7 @@ with tabs[0]:
                 "SmoothGrad: noisy copies",
                 **params,
             )
-            heat_panels("SmoothGrad", sal, "sal_smooth")
+            heat_panels("SmoothGrad", sal, "sal_smooth", "SmoothGrad", None, samples=samples, noise=noise)
         else:
             heat_panels("saliency", maps["saliency"], "sal", "saliency", cam_default)
 
@@ -373,9 +385,7 @@ with tabs[6]:
     if tabs[6].open:
         st.markdown(EXPLAIN["faithfulness"])
         quick = [m for m in xp.METHODS if m not in xp.SLOW]
-        ready = [
-            m for m in xp.SLOW if sel.has(xp.scored, method=m, target=target, layer=cam_default, **SLOW_OPTIONS[m])
-        ]
+        ready = [m for m in xp.SLOW if sel.has(xp.scored, method=m, target=target, **SLOW_OPTIONS[m])]
         todo = [m for m in quick if not sel.has(xp.scored, method=m, target=target, layer=cam_default)]
         common.confirm_long_run(
             sum(xp.estimate_seconds(model, m, cam_default) for m in todo),
@@ -384,7 +394,7 @@ with tabs[6]:
             "attr_rank_start",
         )
         results = [score_quick(m, cam_default, f"Scoring {m}…") for m in quick]
-        results += [scored(m, cam_default, **SLOW_OPTIONS[m]) for m in ready]
+        results += [scored(m, **SLOW_OPTIONS[m]) for m in ready]
         rows = sorted(results, key=lambda r: -r.curves.score)
         st.dataframe(
             {
@@ -401,8 +411,7 @@ with tabs[6]:
         st.caption(
             f"Ranked for '{label}' on this image, CAMs at {cam_default}, {faith.STEPS} steps."
             + (
-                f" {' and '.join(missing)} join the table once computed in their tabs (black baseline for "
-                "Integrated Gradients), as they take many passes."
+                f" Not yet in the table, as they take many passes: {'; '.join(WHERE[m] for m in missing)}."
                 if missing
                 else ""
             )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from app.analyses import explanations as xp
+from app.analyses import faithfulness as faith
 from app.analyses import occlusion as occ
+from app.pictures import faithfulness as faith_fig
 from app.pictures import figures
 from pages import common
 
@@ -24,16 +27,17 @@ predicted = int(np.argmax(sel.probabilities()))
 size = model.input_size
 big = size > 64
 windows = [8, 16, 24, 32, 48, 64, 96] if big else [2, 3, 4, 5, 6, 7, 8, 10, 14]
+first = xp.occlusion_defaults(model)  # the settings at which the Attribution page's ranking takes this map in
 
 # Two rows of two: in one row of four, a 1024 px projector cut the Fill choice's text.
 c1, c2 = st.columns(2)
 c3, c4 = st.columns(2)
-window = c1.select_slider("Window (px)", windows, value=32 if big else 5, key=f"occ_window_{sel.model_key}")
+window = c1.select_slider("Window (px)", windows, value=first["window"], key=f"occ_window_{sel.model_key}")
 strides = [s for s in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64) if s <= window]
 stride = c2.select_slider(
     "Stride (px)",
     strides,
-    value=min(16 if big else 1, strides[-1]),
+    value=min(first["stride"], strides[-1]),
     key=f"occ_stride_{sel.model_key}_{window}",
     help="How far the window moves between copies. Smaller strides give finer maps but take longer.",
 )
@@ -98,6 +102,35 @@ def downloads(name: str, picture: np.ndarray, values: np.ndarray) -> None:
     common.download_pair(f"{stem}_{name}", picture, values, f"occ_{name}", name.replace("_", " "))
 
 
+params_for_curves = dict(window=window, stride=stride, fill=fill, occlusion_precision=precision)
+
+
+def faithfulness_curves(key: str) -> None:
+    """The drop map's deletion and insertion curves (the Attribution page's test of every map), small. When
+    they would take longer than LONG_RUN_SECONDS a button starts them, so the maps never wait for them."""
+    curve_params = dict(method="occlusion", target=target, layer=None, **params_for_curves)
+    if not sel.has(xp.scored, **curve_params):
+        seconds = xp.estimate_seconds(model, "occlusion", **params_for_curves)
+        if seconds > common.LONG_RUN_SECONDS and not st.button(
+            f"Faithfulness curves (about {seconds:.0f} s)",
+            key=f"{key}_start",
+            help="Delete or insert the drop map's most important pixels in 50 steps and watch the probability.",
+        ):
+            st.caption("How faithful is this map? The button plots its deletion and insertion curves.")
+            return
+    text = "The occluded copies again, then the deletion and insertion curves"
+    bar = st.progress(0.0, text=text)
+    scored = sel.analysis(xp.scored, progress=lambda i, n: bar.progress(i / n, text=text), **curve_params)
+    bar.empty()
+    st.plotly_chart(faith_fig.curves_figure(scored.curves, label), width="stretch", key=f"{key}_fig", theme=None)
+    with st.expander("What the curves say, and their caveats"):
+        st.markdown(faith.MEANING)
+        st.markdown(
+            faith.CAVEATS + " Occlusion is itself a deletion test (hiding squares), so it has a head start "
+            "here, most of all with the blurred fill the curves use too."
+        )
+
+
 def grid_figure(values: np.ndarray, title: str, colorscale: str, value_name: str, zmid: float | None = None):
     return figures.occlusion_grid(values, boxes, hover, title, colorscale, value_name, zmid)
 
@@ -153,6 +186,8 @@ with tab_drop:
         )
         downloads("drop_map", figures.colorize(drop, signed=True), drop)
         downloads("drop_overlay", blended, pixels)
+        with right:
+            faithfulness_curves("occ_curves")
 
 with tab_class:
     if tab_class.open:

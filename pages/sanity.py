@@ -60,14 +60,14 @@ right.markdown(
 )
 
 params = dict(target=predicted, stages=stages)
-if sel.has(sanity.cascade, **params):
+if sel.has(sanity.cascade_in_worker, **params):
     seconds = 0.0
 else:
     with st.spinner("Timing one step on this network (first visit only)…"):
         seconds = sanity.estimate_seconds(model, stages)
 result: sanity.Cascade = common.queued_analysis(
     sel,
-    sanity.cascade,
+    sanity.cascade_in_worker,
     seconds,
     f"Randomising {model.title} in {stages} steps and recomputing the maps",
     "Compute the sanity check",

@@ -226,7 +226,7 @@ def test_guided_backprop_through_relu6_by_hand():
 
 
 def test_efficientnet_guided_graph_has_no_plain_relu6_left(lite):
-    guided = attr._graph(lite, True)
+    guided = attr.private_graph(lite, True)
     called = [n for n in guided.graph.nodes if n.op == "call_module"]
     assert not any(isinstance(lite.module.get_submodule(n.target), nn.ReLU6) for n in called)
     relu6_rows = sum(r.type == "ReLU6" for r in lite.layers)

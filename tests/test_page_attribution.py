@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,7 @@ def test_fashion_saliency_tab_defaults_to_the_prediction_and_offers_smoothgrad()
     at.slider(key="attr_sg_samples").set_value(4).run()
     _ok(at)
     assert any("SmoothGrad" in m.value for m in at.caption)
-    assert len(_charts(at)) == 2
+    assert len(_charts(at)) == 3  # alone, overlay, and now SmoothGrad's own curves
 
     other = (predicted + 1) % 10
     at.selectbox(key="attr_target_fashion_cnn").set_value(other).run()
@@ -178,6 +179,27 @@ def test_fashion_faithfulness_table_ranks_the_methods_and_takes_in_slow_ones() -
     at.session_state["attr_tab"] = "Faithfulness"
     _ok(at.run())
     assert "Score-CAM" in _ranking(at)
+
+
+def test_fashion_smoothgrad_and_occlusion_maps_get_curves_and_join_the_ranking() -> None:
+    st.cache_resource.clear()
+    at = _app("fashion_cnn")
+    at.toggle(key="attr_smooth").set_value(True).run()
+    _ok(at)
+    curves = json.loads(_charts(at)[-1].proto.spec)["data"]
+    assert [c["name"].split()[0] for c in curves] == ["deletion", "insertion"]  # beside the SmoothGrad map
+    at.session_state["attr_tab"] = "Faithfulness"
+    ranked = _ranking(_ok(at.run()))
+    assert "SmoothGrad" in ranked and "occlusion" not in ranked
+    assert any("Occlusion page" in c.value for c in at.caption)  # where the missing map joins from
+    occlusion = AppTest.from_file(str(Path(PAGE).with_name("occlusion.py")), default_timeout=300)
+    occlusion.session_state["model_name"] = "fashion_cnn"
+    occlusion.session_state["image_bytes"] = IMAGE
+    occlusion.session_state["occ_tab"] = "Probability drop"
+    _ok(occlusion.run())  # its first settings, whose curves a small network draws at once
+    ranked = _ranking(_ok(at.run()))
+    assert {"SmoothGrad", "occlusion"} <= set(ranked)
+    assert len(ranked) == len(xp.METHODS) - len(xp.SLOW) + 2
 
 
 @pytest.mark.slow  # 6 maps x 100 forward passes of EfficientNet-Lite0: 85 s on the busy shared 2-core machine

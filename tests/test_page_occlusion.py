@@ -43,13 +43,13 @@ def _charts(at: AppTest) -> list:
     return at.get("plotly_chart")
 
 
-def _map_beside_the_picture(at: AppTest) -> None:
+def _map_beside_the_picture(at: AppTest, right_charts: int = 1) -> None:
     """Issue 21 item 11: the map and the picture in one row (below the map, the picture was below the fold
-    of a 768 px projector); the map gets the wider column."""
+    of a 768 px projector); the map gets the wider column (the picture's may hold more below it)."""
     blocks = [block for tab in at.tabs for block in tab.children.values()]
     [row] = [cols for cols in blocks if cols.type == "flex_container" and cols.get("plotly_chart")]
     left, right = row.children.values()
-    assert len(left.get("plotly_chart")) == 1 and len(right.get("plotly_chart")) == 1
+    assert len(left.get("plotly_chart")) == 1 and len(right.get("plotly_chart")) == right_charts
     assert left.weight > right.weight
 
 
@@ -75,10 +75,13 @@ def test_fashion_maps_legend_and_one_position():
 
     at.session_state["occ_tab"] = "Probability drop"
     _ok(at.run())
-    assert len(_charts(at)) == 2 and len(at.get("download_button")) == 4
-    _map_beside_the_picture(at)
+    assert len(_charts(at)) == 3 and len(at.get("download_button")) == 4
+    _map_beside_the_picture(at, right_charts=2)  # the overlay, and under it the drop map's curves
     drop = _array(json.loads(_charts(at)[0].proto.spec)["data"][0]["z"])
     assert drop.shape == (24, 24)
+    curves = json.loads(_charts(at)[2].proto.spec)["data"]
+    assert [c["name"].split()[0] for c in curves] == ["deletion", "insertion"]  # small network: drawn at once
+    assert any("head start" in m.value for m in at.markdown)  # what the score means, with its caveats
 
     at.session_state["occ_tab"] = "One position"
     _ok(at.run())

@@ -126,3 +126,28 @@ def test_the_order_holds_on_an_untrained_vgg16_too(vgg: LoadedModel) -> None:
     guided, gradient = result.correlations["guided backprop"][1:], result.correlations["gradient"][1:]
     assert (guided > 0.9).all()
     assert (guided > gradient + 0.3).all()
+
+
+def test_in_a_worker_process_it_gives_the_same_result_and_reports_progress(fashion: LoadedModel) -> None:
+    """The page's path: a pickled copy of the network in a fresh process, progress forwarded, the same
+    maps (one thread there, so sums may round differently: no exact equality) and the shared model untouched."""
+    x = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    before, calls = _state(fashion), []
+    got = sanity.cascade_in_worker(fashion, x, target=3, stages=3, progress=lambda i, n: calls.append((i, n)))
+    expected = sanity.cascade(fashion, x, target=3, stages=3)
+    assert got.stages == expected.stages and calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    for method in sanity.METHODS:
+        np.testing.assert_allclose(got.maps[method], expected.maps[method], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got.correlations[method], expected.correlations[method], atol=1e-3)
+    assert all(torch.equal(before[k], v) for k, v in fashion.module.state_dict().items())
+
+
+def test_cancelling_the_worker_stops_it_and_errors_come_back(fashion: LoadedModel) -> None:
+    def progress(done: int, total: int) -> None:
+        if done == 2:
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        sanity.cascade_in_worker(fashion, torch.rand(1, 1, 28, 28), progress=progress)
+    with pytest.raises(RuntimeError, match=r"expected input.*1 channels"):  # 3 channels for a 1-channel network
+        sanity.cascade_in_worker(fashion, torch.rand(1, 3, 28, 28), target=0, stages=1)

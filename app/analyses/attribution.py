@@ -110,7 +110,7 @@ def _guide(model: LoadedModel) -> Callable[[fx.Graph], None]:
     return edit
 
 
-def _graph(model: LoadedModel, guided: bool, upto: str | None = None) -> fx.GraphModule:
+def private_graph(model: LoadedModel, guided: bool, upto: str | None = None) -> fx.GraphModule:
     """A private graph of the model returning {layer name: output}.
 
     upto: return only that layer and drop everything after it (a channel's
@@ -122,51 +122,57 @@ def _graph(model: LoadedModel, guided: bool, upto: str | None = None) -> fx.Grap
     return model.cached(("attribution", guided, upto), lambda: derived(model, upto, _guide(model) if guided else None))
 
 
-def _no_autocast(model: LoadedModel) -> torch.autocast:
+def no_autocast(model: LoadedModel) -> torch.autocast:
     """fp32 even inside a caller's autocast: the maps are meant to be exact."""
     return torch.autocast(model.device.type, enabled=False)
 
 
-def _leaf(model: LoadedModel, x: torch.Tensor, requires_grad: bool = True) -> torch.Tensor:
+def input_leaf(model: LoadedModel, x: torch.Tensor, requires_grad: bool = True) -> torch.Tensor:
     """A fresh fp32 leaf copy of x that gradients are taken with respect to (call it in model.gradient_pass())."""
     leaf = x.detach().to(model.device, torch.float32, memory_format=torch.channels_last).clone()
     return leaf.requires_grad_(requires_grad)
 
 
-def _logits_name(model: LoadedModel) -> str:
+def logits_layer(model: LoadedModel) -> str:
+    """The last layer's name: its outputs are the class scores (logits) that the maps explain."""
     return model.layers[-1].name
 
 
-def _check_target(model: LoadedModel, target: int) -> int:
+def check_target(model: LoadedModel, target: int) -> int:
+    """`target` as an int, or a ValueError naming the valid range: a wrong class index is a caller's bug."""
     if not 0 <= int(target) < len(model.labels):
         raise ValueError(f"target {target} is not a class index of {model.name} (0..{len(model.labels) - 1})")
     return int(target)
 
 
-def _input_grad(
+def input_gradient(
     model: LoadedModel,
     x: torch.Tensor,
     guided: bool,
     objective: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     upto: str | None,
 ) -> torch.Tensor:
-    """d objective / d input, [N, C, H, W] fp32 on CPU."""
-    graph = _graph(model, guided, upto)
+    """d objective / d input, [N, C, H, W] fp32 on CPU, through `private_graph` (guided: ReLUs use the
+    guided rule; upto: the graph stops at that layer). The one gradient pass every input-gradient map uses."""
+    graph = private_graph(model, guided, upto)
     with model.gradient_pass():
-        leaf = _leaf(model, x)
+        leaf = input_leaf(model, x)
         score = objective(graph(leaf))
         (grad,) = torch.autograd.grad(score, [leaf])
     return grad.float().cpu()
 
 
-def _class_score(model: LoadedModel, target: int) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-    # Summing over the batch gives each sample its own gradient: samples do not
-    # interact in an eval-mode network.
-    name = _logits_name(model)
+def class_score(model: LoadedModel, target: int) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """The objective of a class map for `input_gradient`: the class logit, summed over the batch.
+
+    Summing gives each sample its own gradient: samples do not interact in an eval-mode network.
+    """
+    name = logits_layer(model)
     return lambda outs: outs[name][:, target].float().sum()
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A map as a contiguous float32 NumPy array, detached and on the CPU: what every analysis returns."""
     return np.ascontiguousarray(t.detach().float().cpu().numpy())
 
 
@@ -183,7 +189,7 @@ def estimate_smoothgrad_seconds(model: LoadedModel, samples: int) -> float:
     if model not in _pass_seconds:
         x = torch.zeros(1, model.channels, model.input_size, model.input_size)
         start = time.perf_counter()
-        _input_grad(model, x, False, _class_score(model, 0), None)
+        input_gradient(model, x, False, class_score(model, 0), None)
         _pass_seconds[model] = time.perf_counter() - start
     return samples * _pass_seconds[model]
 
@@ -209,11 +215,11 @@ def saliency(
     seeded with `seed`, so the same call gives the same map (what caching needs).
     progress(done, total) is called after each batch of noisy copies.
     """
-    target = _check_target(model, target)
-    objective = _class_score(model, target)
+    target = check_target(model, target)
+    objective = class_score(model, target)
     if smoothgrad_samples <= 0:
-        grad = _input_grad(model, x, False, objective, None)
-        return _numpy(grad[0].abs().amax(0))
+        grad = input_gradient(model, x, False, objective, None)
+        return to_numpy(grad[0].abs().amax(0))
     x = x.detach().float().cpu()
     sigma = noise * float(x.max() - x.min())
     generator = torch.Generator().manual_seed(seed)
@@ -221,10 +227,10 @@ def saliency(
     total = torch.zeros(x.shape[1:])
     for start in range(0, smoothgrad_samples, batch):
         chunk = x + noises[start : start + batch]
-        total += _input_grad(model, chunk, False, objective, None).abs().sum(0)
+        total += input_gradient(model, chunk, False, objective, None).abs().sum(0)
         if progress is not None:
             progress(min(start + batch, smoothgrad_samples), smoothgrad_samples)
-    return _numpy((total / smoothgrad_samples).amax(0))
+    return to_numpy((total / smoothgrad_samples).amax(0))
 
 
 def guided_backprop(
@@ -248,16 +254,16 @@ def guided_backprop(
     if target is not None and (layer is not None or channel is not None):
         raise ValueError("give either target, or layer and channel, not both")
     if target is not None:
-        target = _check_target(model, target)
-        grad = _input_grad(model, x, True, _class_score(model, target), None)
-        return _numpy(grad[0])
+        target = check_target(model, target)
+        grad = input_gradient(model, x, True, class_score(model, target), None)
+        return to_numpy(grad[0])
     if layer is None or channel is None:
         raise ValueError("give either target, or layer and channel")
     info = model.layer(layer)
     if not 0 <= channel < info.out_shape[0]:
         raise ValueError(f"{layer} has {info.out_shape[0]} channels; got channel {channel}")
-    grad = _input_grad(model, x, True, lambda outs: outs[layer][:, channel].float().sum(), layer)
-    return _numpy(grad[0])
+    grad = input_gradient(model, x, True, lambda outs: outs[layer][:, channel].float().sum(), layer)
+    return to_numpy(grad[0])
 
 
 def guided_units(
@@ -301,13 +307,13 @@ def guided_units(
         def objective(outs: dict[str, torch.Tensor]) -> torch.Tensor:
             return outs[layer][:, channel].float().sum()
 
-    return _numpy(_input_grad(model, x, True, objective, layer))
+    return to_numpy(input_gradient(model, x, True, objective, layer))
 
 
 def layer_output(model: LoadedModel, x: torch.Tensor, layer: str) -> torch.Tensor:
     """One layer's output [N, ...] fp32, running the network only up to that layer."""
-    graph = _graph(model, False, layer)
-    with model.lock, sharing.forward(), torch.inference_mode(), _no_autocast(model):
+    graph = private_graph(model, False, layer)
+    with model.lock, sharing.forward(), torch.inference_mode(), no_autocast(model):
         out = graph(x.to(model.device, memory_format=torch.channels_last))[layer]
     return out.float().cpu()
 
@@ -315,7 +321,7 @@ def layer_output(model: LoadedModel, x: torch.Tensor, layer: str) -> torch.Tenso
 def channel_strengths(model: LoadedModel, x: torch.Tensor, layer: str) -> np.ndarray:
     """Mean activation of each channel of `layer` for this image, [channels]."""
     out = layer_output(model, x, layer)[0]
-    return _numpy(out.flatten(1).mean(1) if out.dim() > 1 else out)
+    return to_numpy(out.flatten(1).mean(1) if out.dim() > 1 else out)
 
 
 def most_active_channel(model: LoadedModel, x: torch.Tensor, layer: str) -> int:
@@ -357,7 +363,8 @@ def spatial_layers(model: LoadedModel) -> list[str]:
     return [row.name for row in model.layers if row.spatial]
 
 
-def _cam_layer(model: LoadedModel, layer: str | None) -> str:
+def cam_layer(model: LoadedModel, layer: str | None) -> str:
+    """The layer a CAM method reads (`default_cam_layer` when None); a ValueError if it has no spatial map."""
     layer = layer or default_cam_layer(model)
     if not model.layer(layer).spatial:
         raise ValueError(f"Grad-CAM needs a spatial layer; {layer} has output shape {model.layer(layer).out_shape}")
@@ -368,13 +375,13 @@ def _plain_pass(
     model: LoadedModel, x: torch.Tensor, target: int, layer: str, with_input: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """One forward/backward of the class score: (input gradient or None, Grad-CAM [1, 1, H, W])."""
-    graph = _graph(model, False, None)
+    graph = private_graph(model, False, None)
     with model.gradient_pass():
-        leaf = _leaf(model, x, requires_grad=with_input)
+        leaf = input_leaf(model, x, requires_grad=with_input)
         outs = graph(leaf)
         act = outs[layer]
         wrt = [act, leaf] if with_input else [act]
-        grads = torch.autograd.grad(outs[_logits_name(model)][:, target].float().sum(), wrt)
+        grads = torch.autograd.grad(outs[logits_layer(model)][:, target].float().sum(), wrt)
     weights = grads[0].float().mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act.detach().float()).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
@@ -390,8 +397,8 @@ def grad_cam(model: LoadedModel, x: torch.Tensor, target: int, layer: str | None
     upsampled bilinearly to the input size. Not normalised: values are comparable
     between classes for the same image and layer.
     """
-    _, cam = _plain_pass(model, x, _check_target(model, target), _cam_layer(model, layer), False)
-    return _numpy(cam[0, 0])
+    _, cam = _plain_pass(model, x, check_target(model, target), cam_layer(model, layer), False)
+    return to_numpy(cam[0, 0])
 
 
 def guided_grad_cam(model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None) -> np.ndarray:
@@ -413,14 +420,14 @@ def class_maps(model: LoadedModel, x: torch.Tensor, target: int, layer: str | No
     and Grad-CAM come from the same plain backward pass, guided backprop from one
     guided pass.
     """
-    target = _check_target(model, target)
-    grad, cam = _plain_pass(model, x, target, _cam_layer(model, layer), True)
-    guided = _input_grad(model, x, True, _class_score(model, target), None)[0]
+    target = check_target(model, target)
+    grad, cam = _plain_pass(model, x, target, cam_layer(model, layer), True)
+    guided = input_gradient(model, x, True, class_score(model, target), None)[0]
     return {
-        "saliency": _numpy(grad[0].abs().amax(0)),
-        "guided backprop": _numpy(guided),
-        "Grad-CAM": _numpy(cam[0, 0]),
-        "guided Grad-CAM": _numpy(guided * cam[0]),
+        "saliency": to_numpy(grad[0].abs().amax(0)),
+        "guided backprop": to_numpy(guided),
+        "Grad-CAM": to_numpy(cam[0, 0]),
+        "guided Grad-CAM": to_numpy(guided * cam[0]),
     }
 
 

@@ -45,19 +45,19 @@ def _activation_and_gradient(
     model: LoadedModel, x: torch.Tensor, target: int, layer: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The layer's output A and d(class logit)/dA, both [1, K, h, w] fp32 on CPU."""
-    graph = attr._graph(model, False, None)
+    graph = attr.private_graph(model, False, None)
     with model.gradient_pass():
-        leaf = attr._leaf(model, x, requires_grad=False)
+        leaf = attr.input_leaf(model, x, requires_grad=False)
         outs = graph(leaf)
         act = outs[layer]
-        (grad,) = torch.autograd.grad(outs[attr._logits_name(model)][:, target].float().sum(), [act])
+        (grad,) = torch.autograd.grad(outs[attr.logits_layer(model)][:, target].float().sum(), [act])
     return act.detach().float().cpu(), grad.float().cpu()
 
 
 def _upsampled(cam: torch.Tensor, x: torch.Tensor) -> np.ndarray:
     """ReLU of a coarse [1, h, w] map, upsampled bilinearly to the input's size: [H, W]."""
     cam = F.relu(cam)[None]
-    return attr._numpy(F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0])
+    return attr.to_numpy(F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0])
 
 
 def grad_cam_plus_plus(model: LoadedModel, x: torch.Tensor, target: int, layer: str | None = None) -> np.ndarray:
@@ -67,7 +67,7 @@ def grad_cam_plus_plus(model: LoadedModel, x: torch.Tensor, target: int, layer: 
     the closed form for an exponential of the score (eq. 19 of the paper), then
     relu(sum_k w_k A_k). Where g = 0, alpha is 0.
     """
-    target, layer = attr._check_target(model, target), attr._cam_layer(model, layer)
+    target, layer = attr.check_target(model, target), attr.cam_layer(model, layer)
     act, grad = _activation_and_gradient(model, x, target, layer)
     g2 = grad**2
     alpha = g2 / (2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g2 * grad + _EPS)
@@ -81,7 +81,7 @@ def layer_cam(model: LoadedModel, x: torch.Tensor, target: int, layer: str | Non
 
     Each position is weighted by its own positive gradient instead of a channel average.
     """
-    target, layer = attr._check_target(model, target), attr._cam_layer(model, layer)
+    target, layer = attr.check_target(model, target), attr.cam_layer(model, layer)
     act, grad = _activation_and_gradient(model, x, target, layer)
     return _upsampled((F.relu(grad) * act).sum(1), x)
 
@@ -112,15 +112,15 @@ def score_cam(
     relu(sum_k w_k A_k), upsampled. The masked copies run `batch` at a time;
     progress(done, channels) is called after each batch (it may raise Cancelled).
     """
-    target, layer = attr._check_target(model, target), attr._cam_layer(model, layer)
+    target, layer = attr.check_target(model, target), attr.cam_layer(model, layer)
     x = x.detach().float().cpu()
     masks = score_cam_masks(model, x, layer)
-    graph = attr._graph(model, False, attr._logits_name(model))
-    name = attr._logits_name(model)
+    graph = attr.private_graph(model, False, attr.logits_layer(model))
+    name = attr.logits_layer(model)
     scores = []
     for first in range(0, len(masks), batch):
         chunk = x * masks[first : first + batch, None]
-        with sharing.forward(), torch.inference_mode(), attr._no_autocast(model):
+        with sharing.forward(), torch.inference_mode(), attr.no_autocast(model):
             out = graph(chunk.to(model.device, memory_format=torch.channels_last))[name]
         scores.append(out[:, target].float().cpu())
         if progress is not None:
@@ -138,9 +138,9 @@ def forward_seconds(model: LoadedModel, batch: int = SCORE_CAM_BATCH) -> float:
     """Seconds per image of a batched fp32 forward pass, timed once per model (a page's estimate)
     after one warm-up image (the first pass also sets up the kernels, several times slower)."""
     if model not in _forward_seconds:
-        graph = attr._graph(model, False, attr._logits_name(model))
+        graph = attr.private_graph(model, False, attr.logits_layer(model))
         x = torch.zeros(batch, model.channels, model.input_size, model.input_size)
-        with sharing.forward(), torch.inference_mode(), attr._no_autocast(model):
+        with sharing.forward(), torch.inference_mode(), attr.no_autocast(model):
             graph(x[:1].to(model.device, memory_format=torch.channels_last))
             start = time.perf_counter()
             graph(x.to(model.device, memory_format=torch.channels_last))
@@ -150,5 +150,5 @@ def forward_seconds(model: LoadedModel, batch: int = SCORE_CAM_BATCH) -> float:
 
 def estimate_score_cam_seconds(model: LoadedModel, layer: str | None = None) -> float:
     """Expected time of `score_cam`: one forward pass per channel of the layer."""
-    channels = model.layer(attr._cam_layer(model, layer)).out_shape[0]
+    channels = model.layer(attr.cam_layer(model, layer)).out_shape[0]
     return channels * forward_seconds(model)

@@ -3,17 +3,22 @@
 `scored(model, x, method, ...)` returns the method's map AND its deletion/insertion curves
 (app.analyses.faithfulness) in one result, so a cache keeps them together and a slow map
 (Score-CAM, Integrated Gradients) is never computed twice to be scored.
+
+Besides the attribution maps, two maps from other pages can be scored: SmoothGrad (the
+saliency tab's noisy average) and occlusion (the Occlusion page's probability drop, spread
+onto the pixels: each pixel gets the mean drop of the windows that covered it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from app.analyses import attribution as attr
-from app.analyses import cams, faithfulness
+from app.analyses import cams, faithfulness, occlusion
 from app.analyses import integrated_gradients as ig
 from app.networks.loaded import LoadedModel
 from app.serving.progress import Progress
@@ -21,6 +26,7 @@ from app.serving.progress import Progress
 # In the order pages list them: gradient maps, then the CAM family, then the path method.
 METHODS = (
     "saliency",
+    "SmoothGrad",
     "guided backprop",
     "guided Grad-CAM",
     "Grad-CAM",
@@ -28,10 +34,20 @@ METHODS = (
     "LayerCAM",
     "Score-CAM",
     "Integrated Gradients",
+    "occlusion",
 )
-# Maps that cost many passes (one per channel, or per path step) rather than one
-SLOW = ("Score-CAM", "Integrated Gradients")
+# Maps that cost many passes (one per channel, noisy copy, path step or occluder position) rather than one
+SLOW = ("SmoothGrad", "Score-CAM", "Integrated Gradients", "occlusion")
 IG_STEPS = 32
+SMOOTHGRAD_SAMPLES = 16
+SMOOTHGRAD_NOISE = 0.15
+
+
+def occlusion_defaults(model: LoadedModel) -> dict[str, int]:
+    """The Occlusion page's first window and stride on this model (32 and 16 px at 224 px, 5 and 1 on
+    28 px images): the settings at which the methods ranking takes in the occlusion map."""
+    big = model.input_size > 64
+    return {"window": 32 if big else 5, "stride": 16 if big else 1}
 
 
 @dataclass(frozen=True)
@@ -57,12 +73,27 @@ def explain(
     *,
     baseline: str = "black",
     path_steps: int = IG_STEPS,
+    samples: int = SMOOTHGRAD_SAMPLES,
+    noise: float = SMOOTHGRAD_NOISE,
+    window: int | None = None,
+    stride: int | None = None,
+    fill: str = "zero",
+    occlusion_precision: str = "auto",
 ) -> tuple[np.ndarray, ig.IGResult | None]:
     """One method's map for class `target` (CAMs at `layer`, default Grad-CAM's; IG from `baseline`
-    in `path_steps` steps)."""
+    in `path_steps` steps; SmoothGrad over `samples` copies with `noise`; occlusion with a `window`
+    square moved by `stride` (default `occlusion_defaults`), filled with `fill`, in `occlusion_precision`)."""
     _check(method)
     if method == "saliency":
         return attr.saliency(model, x, target), None
+    if method == "SmoothGrad":
+        return attr.saliency(model, x, target, samples, noise, progress), None
+    if method == "occlusion":
+        defaults = occlusion_defaults(model)
+        window, stride = window or defaults["window"], stride or defaults["stride"]
+        result = occlusion.occlusion_map(model, x, window, stride, fill, occlusion_precision, progress)
+        drop = occlusion.prob_drop_map(result, target)
+        return occlusion.pixel_map(result, drop, tuple(x.shape[-2:])), None
     if method == "guided backprop":
         return attr.guided_backprop(model, x, target), None
     if method == "guided Grad-CAM":
@@ -94,19 +125,17 @@ def scored(
     layer: str | None = None,
     steps: int = faithfulness.STEPS,
     progress: Progress | None = None,
-    *,
-    baseline: str = "black",
-    path_steps: int = IG_STEPS,
+    **options: Any,
 ) -> Scored:
-    """The map of `method` and its deletion/insertion curves at `steps` steps.
+    """The map of `method` and its deletion/insertion curves at `steps` steps; `options` are the
+    method's own (`explain`'s keywords: baseline, path_steps, samples, noise, window, stride, fill,
+    occlusion_precision).
 
     progress(done, 100): the first half for a slow map, the rest (or all) for the curves.
     """
     _check(method)
     half = 50 if method in SLOW else 0
-    values, detail = explain(
-        model, x, method, target, layer, _phase(progress, 0, half), baseline=baseline, path_steps=path_steps
-    )
+    values, detail = explain(model, x, method, target, layer, _phase(progress, 0, half), **options)
     curves = faithfulness.deletion_insertion(model, x, values, target, steps, _phase(progress, half, 100))
     return Scored(method, values, curves, detail)
 
@@ -117,12 +146,20 @@ def estimate_seconds(
     layer: str | None = None,
     steps: int = faithfulness.STEPS,
     path_steps: int = IG_STEPS,
+    **options: Any,
 ) -> float:
-    """Rough time of `scored`: the curves' forward passes, plus the map's passes for the slow methods."""
+    """Rough time of `scored`: the curves' forward passes, plus the map's passes for the slow methods
+    (`options` as for `scored`)."""
     _check(method)
     seconds = faithfulness.estimate_seconds(model, steps)
     if method == "Score-CAM":
         seconds += cams.estimate_score_cam_seconds(model, layer)
     elif method == "Integrated Gradients":
         seconds += ig.estimate_seconds(model, path_steps)
+    elif method == "SmoothGrad":
+        seconds += attr.estimate_smoothgrad_seconds(model, options.get("samples", SMOOTHGRAD_SAMPLES))
+    elif method == "occlusion":
+        defaults = occlusion_defaults(model)
+        window, stride = options.get("window") or defaults["window"], options.get("stride") or defaults["stride"]
+        seconds += occlusion.estimate_seconds(model, window, stride, options.get("occlusion_precision", "auto"))
     return seconds

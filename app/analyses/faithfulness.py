@@ -14,14 +14,16 @@ react to the artificial edges rather than to the lost evidence; ROAD (Rong et al
 removed pixels by interpolating their neighbours to reduce that (not done here).
 
 Speed: the two curves share their ends (deletion's first image is insertion's last and vice
-versa), so 2 * steps distinct images run, in batches, channels_last, in bf16 where the
-hardware has it and the network is big (the rules of app.analyses.occlusion): a one-image-at-
-a-time loop is the benchmark's reference (benchmarks/faithfulness.py).
+versa), so 2 * steps distinct images run, in batches of about 250 GMAC, channels_last, in one
+autocast context, in bf16 where a one-time measurement finds it faster and the network is big
+(the rules of app.analyses.occlusion): a one-image-at-a-time loop is the benchmark's reference
+(benchmarks/faithfulness.py). The work itself is the limit: 100 VGG-16 passes are 1.5 TMAC.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +36,22 @@ from app.serving import sharing
 from app.serving.progress import Progress
 
 STEPS = 50
+
+# What the curves mean and where they mislead, in words for students (every page that shows them).
+MEANING = (
+    "**Is the map telling the truth about the network?** Deletion removes the pixels the map calls most "
+    "important first (they become a blurred copy), in 50 steps, and plots the class probability: if the "
+    "map is right it falls fast, so a *small* area under the red curve is good. Insertion starts from "
+    "the blurred image and puts the most important pixels back first: the green curve should rise fast, "
+    "so a *large* area is good. The score is insertion area − deletion area."
+)
+CAVEATS = (
+    "Caveats: half-blurred images look like nothing the network was trained on, so part of a drop can "
+    "be the network reacting to strange patches rather than to missing evidence (ROAD, Rong et al. 2022, "
+    "fills removed pixels from their neighbours to reduce this; not used here). Blocky maps (the CAMs, "
+    "occlusion) leave the order of the pixels inside one cell to chance (here: reading order), and the "
+    "score is for this image and this class only: rank on several images before trusting a method."
+)
 
 
 @dataclass(frozen=True)
@@ -93,30 +111,58 @@ def step_images(
     return torch.where(take_x, x, fill)
 
 
-def _precision(model: LoadedModel, precision: str) -> str:
-    """ "auto": bf16 only on networks big enough to profit (occlusion's rule) and not kept in fp32."""
+def default_batch(model: LoadedModel) -> int:
+    """Images per forward pass: about 250 GMAC per batch (16 VGG-16 images at 224 px), 4 to 64.
+
+    Measured on VGG-16, 100 images in bf16, on the shared 2-core machine at load 9-12: batches of
+    8 / 16 / 32 took 10.7 / 9.7 / 8.8 CPU s, and in fp32 4 images per batch needed 35 CPU s against 26
+    at 16. Larger
+    batches gain little more and hold more memory (a 16-image batch's first activations are 200 MB
+    in bf16), which a server with a class on it must share.
+    """
+    macs = occlusion.network_macs(model)
+    return int(np.clip(2 ** round(math.log2(max(2.5e11 / max(macs, 1), 1))), 4, 64))
+
+
+# Images per timed pass when choosing the precision: enough to show batching's effect, cheap enough
+# for the first request of a server (about 2 s in all on VGG-16)
+MEASURE_BATCH = 4
+
+
+def precision_timings(model: LoadedModel) -> dict[str, float]:
+    """Seconds per image of the curves' forward passes in each precision this device offers, measured
+    once per model (app.serving.precision.timings) after one image that casts the weights."""
+    images = torch.zeros(MEASURE_BATCH, model.channels, model.input_size, model.input_size)
+
+    def run(precision: str) -> float:
+        with torch.no_grad(), prec.autocast(model.device, precision):
+            probabilities(model, images[:1], 0)
+            start = time.perf_counter()
+            probabilities(model, images, 0)
+            return time.perf_counter() - start
+
+    seconds = prec.timings(("faithfulness", model.name, model.input_size, str(model.device)), run)
+    return {p: t / MEASURE_BATCH for p, t in seconds.items()}
+
+
+def resolve_precision(model: LoadedModel, precision: str = "auto") -> str:
+    """The precision the curves run in. "auto": fp32 for small networks (occlusion's rule: bf16 does not
+    pay below AUTO_BF16_MIN_MACS per image) and for models whose bulk analyses stay in fp32; otherwise
+    whichever of fp32 and bf16 this machine runs faster, measured once per model."""
     if precision != "auto":
         return prec.resolve(precision, model.device)
-    macs = sum(occlusion._macs(model.module.get_submodule(r.path), r.out_shape) for r in _weighted(model))
-    if macs < occlusion.AUTO_BF16_MIN_MACS:
+    if occlusion.network_macs(model) < occlusion.AUTO_BF16_MIN_MACS:
         return "fp32"
-    return prec.resolve(model.precision, model.device)
+    if prec.resolve(model.precision, model.device) == "fp32":
+        return "fp32"
+    seconds = precision_timings(model)
+    return min(seconds, key=seconds.__getitem__)
 
 
-def _weighted(model: LoadedModel) -> list:
-    return list({row.path: row for row in model.layers if row.kind in ("conv", "fc")}.values())
-
-
-def default_batch(model: LoadedModel) -> int:
-    """Images per forward pass: about 20 GMAC per batch (16 VGG-16 images at 224 px), 4 to 64."""
-    macs = sum(occlusion._macs(model.module.get_submodule(r.path), r.out_shape) for r in _weighted(model))
-    return int(np.clip(2 ** round(math.log2(max(2e10 / max(macs, 1), 1))), 4, 64))
-
-
-def probabilities(model: LoadedModel, images: torch.Tensor, target: int, precision: str) -> torch.Tensor:
-    """Softmax probability of `target` for a batch of model inputs, [B] fp32 (the page's probability)."""
-    # no_grad, not inference_mode: autocast keeps its bf16 weight copies across batches only outside it
-    with sharing.forward(), torch.no_grad(), prec.autocast(model.device, precision):
+def probabilities(model: LoadedModel, images: torch.Tensor, target: int) -> torch.Tensor:
+    """Softmax probability of `target` for a batch of model inputs, [B] fp32 (the page's probability),
+    in the caller's precision (autocast context)."""
+    with sharing.forward():
         logits = model.module(images.to(model.device, memory_format=torch.channels_last)).float()
     return torch.softmax(logits, 1)[:, target].cpu()
 
@@ -149,15 +195,18 @@ def deletion_insertion(
     # Distinct images: deletion steps 0..steps-1 (step 0 = x), then insertion steps 0..steps-1
     # (step 0 = fill); deletion's last = fill = insertion's first, insertion's last = x.
     jobs = [(insert, int(n)) for insert in (False, True) for n in changed[:steps]]
-    resolved = _precision(model, precision)
+    resolved = resolve_precision(model, precision)
     size = batch or default_batch(model)
     probs = []
-    for first in range(0, len(jobs), size):
-        insert, n = zip(*jobs[first : first + size], strict=True)
-        images = step_images(x, fill, ranks, torch.tensor(n), torch.tensor(insert))
-        probs.append(probabilities(model, images, target, resolved))
-        if progress is not None:
-            progress(min(first + size, len(jobs)), len(jobs))
+    # One autocast context for all batches: it casts the weights to bf16 once, not per batch. no_grad, not
+    # inference_mode: autocast keeps its bf16 weight copies only outside inference mode.
+    with torch.no_grad(), prec.autocast(model.device, resolved):
+        for first in range(0, len(jobs), size):
+            insert, n = zip(*jobs[first : first + size], strict=True)
+            images = step_images(x, fill, ranks, torch.tensor(n), torch.tensor(insert))
+            probs.append(probabilities(model, images, target))
+            if progress is not None:
+                progress(min(first + size, len(jobs)), len(jobs))
     p = torch.cat(probs).double().numpy()
     deletion = np.append(p[:steps], p[steps])
     insertion = np.append(p[steps:], p[0])
@@ -165,5 +214,8 @@ def deletion_insertion(
 
 
 def estimate_seconds(model: LoadedModel, steps: int = STEPS) -> float:
-    """Rough time of `deletion_insertion`: 2 * steps fp32 forward passes at the batched speed."""
+    """Rough time of `deletion_insertion`: 2 * steps forward passes at the speed of the precision they
+    will run in (bf16: as measured to choose it; fp32: a batched pass, timed once per model)."""
+    if resolve_precision(model) == "bf16":
+        return 2 * steps * precision_timings(model)["bf16"]
     return 2 * steps * cams.forward_seconds(model)

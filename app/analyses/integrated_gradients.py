@@ -93,16 +93,16 @@ def integrated_gradients(
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    target = attr._check_target(model, target)
+    target = attr.check_target(model, target)
     x = x.detach().float().cpu()
     base = make_baseline(model, x, baseline, seed)
     alphas, weights = gauss_legendre(steps)
-    objective = attr._class_score(model, target)
+    objective = attr.class_score(model, target)
     total = torch.zeros(x.shape[1:], dtype=torch.float64)
     for first in range(0, steps, batch):
         a = torch.tensor(alphas[first : first + batch], dtype=torch.float32).view(-1, 1, 1, 1)
         w = torch.tensor(weights[first : first + batch], dtype=torch.float64).view(-1, 1, 1, 1)
-        grads = attr._input_grad(model, base + a * (x - base), False, objective, None)
+        grads = attr.input_gradient(model, base + a * (x - base), False, objective, None)
         total += (grads.double() * w).sum(0)
         if progress is not None:
             progress(min(first + batch, steps), steps)
@@ -110,7 +110,7 @@ def integrated_gradients(
     logits = model.logits(torch.cat([x, base]), "exact")[:, target]
     score, baseline_score = float(logits[0]), float(logits[1])
     delta = float(attributions.double().sum()) - (score - baseline_score)
-    return IGResult(attr._numpy(attributions), delta, score, baseline_score, attr._numpy(base[0]))
+    return IGResult(attr.to_numpy(attributions), delta, score, baseline_score, attr.to_numpy(base[0]))
 
 
 # Seconds per path point of a batched gradient pass, per model, timed on first use.
@@ -122,9 +122,9 @@ def estimate_seconds(model: LoadedModel, steps: int) -> float:
     timed once per model after a warm-up pass (the first pass also builds the graph and kernels)."""
     if model not in _point_seconds:
         x = torch.zeros(IG_BATCH, model.channels, model.input_size, model.input_size)
-        objective = attr._class_score(model, 0)
-        attr._input_grad(model, x[:1], False, objective, None)
+        objective = attr.class_score(model, 0)
+        attr.input_gradient(model, x[:1], False, objective, None)
         start = time.perf_counter()
-        attr._input_grad(model, x, False, objective, None)
+        attr.input_gradient(model, x, False, objective, None)
         _point_seconds[model] = (time.perf_counter() - start) / IG_BATCH
     return steps * _point_seconds[model]

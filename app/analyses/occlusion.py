@@ -419,8 +419,7 @@ class _Dense:
         self.boxes = boxes
         self.x = x.to(device)
         self.fill = fill.to(device)
-        rows = {row.path: row for row in model.layers if row.kind in ("conv", "fc")}  # a module once
-        self.macs = sum(_macs(self.module.get_submodule(path), row.out_shape) for path, row in rows.items())
+        self.macs = network_macs(model)
 
     def base(self) -> torch.Tensor:
         return self.module(self.x.contiguous(memory_format=torch.channels_last)).float()
@@ -456,6 +455,13 @@ def _macs(step: Callable, out_shape: tuple[int, ...]) -> int:
     if isinstance(step, nn.Linear):
         return step.in_features * step.out_features
     return 0
+
+
+def network_macs(model: LoadedModel) -> int:
+    """Multiply-adds of one whole image through the network (its convolutions and linear layers, each
+    module once): the unit of work by which bf16 and batch sizes are chosen, and times estimated."""
+    rows = {row.path: row for row in model.layers if row.kind in ("conv", "fc")}
+    return sum(_macs(model.module.get_submodule(path), row.out_shape) for path, row in rows.items())
 
 
 def fill_names(model: LoadedModel) -> dict[str, str]:

@@ -32,6 +32,7 @@ from torch import nn
 
 from app.analyses import attribution as attr
 from app.networks.loaded import LoadedModel
+from app.serving import worker
 from app.serving.progress import Progress
 
 METHODS = ("gradient", "guided backprop", "Grad-CAM")
@@ -130,13 +131,16 @@ def cascade(
     stages: int | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    *,
+    private: bool = False,
 ) -> Cascade:
     """Cascading randomisation of a copy of `model`, top first, with every method's map at each stage.
 
     target: the class to explain (default: the original network's prediction, kept for all stages).
     stages: how many groups to re-initialise (default: all, see `layer_groups`).
     progress(done, total) after each stage; it may raise Cancelled, which leaves nothing behind
-    (the copy is simply dropped).
+    (the copy is simply dropped). private: `model` is already this run's own copy (in a worker
+    process), so it is randomised in place instead of copied again.
     """
     groups = layer_groups(model)
     groups = groups[: len(groups) if stages is None else max(0, min(stages, len(groups)))]
@@ -144,7 +148,7 @@ def cascade(
         target = int(model.logits(x)[0].argmax())
     layer = attr.default_cam_layer(model)
     total = len(groups) + 1
-    net = private_copy(model)
+    net = model if private else private_copy(model)
     first = _maps(net, x, target, layer)
     collected = {m: [first[m]] for m in METHODS}
     if progress is not None:
@@ -159,6 +163,22 @@ def cascade(
     stacked = {m: np.stack(v).astype(np.float32) for m, v in collected.items()}
     correlations = {m: np.array([similarity(v[0], s) for s in v], dtype=np.float32) for m, v in stacked.items()}
     return Cascade(target, ("original", *(name for name, _ in groups)), stacked, correlations)
+
+
+def cascade_in_worker(
+    model: LoadedModel,
+    x: torch.Tensor,
+    target: int | None = None,
+    stages: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Cascade:
+    """`cascade` computed in a worker process (app.serving.worker) on a pickled copy of the network:
+    the same result, but out of the server's way. In a server thread it ran many times slower than
+    alone, its hundreds of small operations per pass waiting for the interpreter lock that the
+    server and every other session share (benchmarks/sanity_server.py)."""
+    kwargs = dict(model=model, x=x.detach().cpu(), target=target, stages=stages, seed=seed, private=True)
+    return worker.call("app.analyses.sanity:cascade", kwargs, progress, lock=model.lock)
 
 
 # Seconds of one stage's maps (two gradient passes) per model, timed on first use.

@@ -58,6 +58,15 @@ class LoadedModel:
     lock: threading.RLock = field(default_factory=threading.RLock)
     _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a worker process, app.serving.worker): the network and its description, not
+        the lock or the derived graphs, which the copy makes afresh. Pickle it under `lock`, so that
+        no other analysis's temporary hook is on the module."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("lock", "_derived")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, lock=threading.RLock(), _derived={})
+
     def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """What analyses derive from this network (fx graphs, layer chains), built once per key.
 
