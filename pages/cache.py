@@ -157,9 +157,9 @@ def _results() -> ResultStore:
 
 @st.cache_resource
 def _unit_results() -> ResultStore:
-    """A unit's nine examples and a layer's overview tiles: many small entries, kept apart from the
-    data-set store so browsing units never evicts a data set's table."""
-    return ResultStore(max_entries=64, ttl=3600)
+    """A unit's nine examples (and their pictures) and a layer's overview: many small entries, kept apart
+    from the data-set store so browsing units never evicts a data set's table."""
+    return ResultStore(max_entries=128, ttl=3600)
 
 
 def unit_result(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:

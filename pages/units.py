@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -48,7 +49,7 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
         table = cache.fashion_unit_table(sel.model_key, progress)
         done()
         _, labels = load_fashion_mnist("test")
-        names = [model.labels[int(i)] for i in labels]
+        names = [model.labels[i] for i in labels.tolist()]  # int() of 10,000 tensor elements: 0.1 s a run
         return "fashion", table, lambda idx: D.fashion_inputs(model, idx), names, "true label"
     if source == PHOTO_SET:
         photos = _photos()
@@ -79,11 +80,12 @@ def _data_set(sel: common.Selection) -> tuple[str, D.TopTable, Callable[[list[in
     )
 
 
-def _pair(model, patch: np.ndarray, projection: np.ndarray) -> np.ndarray:
-    """The patch and its projection side by side, each SIDE pixels on its long side."""
+def _pair(model, patch: np.ndarray, projection: np.ndarray) -> bytes:
+    """The patch and its projection side by side, each SIDE pixels on its long side, as a PNG (pictures
+    are kept encoded, so a rerun neither redraws nor re-encodes them)."""
     proj = attribution.gradient_image(projection, 99)
     pictures = [figures.scaled_picture(D.to_rgb(model, patch), SIDE), figures.scaled_picture(proj, SIDE)]
-    return figures.side_by_side(pictures)
+    return common.png_bytes(figures.side_by_side(pictures))
 
 
 def _photo_sources(examples: list[D.Example]) -> None:
@@ -179,12 +181,16 @@ if not examples:
     st.stop()
 clamped = layer in D.clamped_layers(model)
 ranked_by = table.ranked_by(layer, channel, len(examples))
+pairs = cache.unit_result(
+    ("pairs", sel.model_key, data_key, layer, channel),
+    lambda: [_pair(model, ex.patch, ex.projection) for ex in examples],
+)
 for start in range(0, len(examples), 3):
     for col, (rank, ex) in zip(st.columns(3), enumerate(examples[start : start + 3], start + 1), strict=False):
         before = ranked_by[rank - 1]
         value = f"{ex.value:.3g}" + (f" ({before:.3g})" if clamped and before != ex.value else "")
         col.image(
-            _pair(model, ex.patch, ex.projection),
+            pairs[rank - 1],
             caption=f"#{rank} · {value} · {names[ex.image] if names else ''} · image {ex.image}",
             width="stretch",
         )
@@ -250,15 +256,15 @@ first = st.selectbox(
     key=f"units_overview_{sel.model_key}_{layer}",
 )
 shown = range(first, min(first + OVERVIEW, channels))
-patches = cache.unit_result(
-    ("overview", sel.model_key, data_key, layer, first),
-    lambda: D.best_patches(model, table, inputs, layer, shown),
-)
-tiles = [None if p is None else D.to_rgb(model, p) for p in patches]
-st.plotly_chart(
-    figures.tile_mosaic(tiles, [str(c) for c in shown]),
-    width="stretch",
-)
+
+
+def mosaic() -> go.Figure:
+    patches = D.best_patches(model, table, inputs, layer, shown)
+    tiles = [None if p is None else D.to_rgb(model, p) for p in patches]
+    return figures.tile_mosaic(tiles, [str(c) for c in shown])
+
+
+st.plotly_chart(cache.unit_result(("overview", sel.model_key, data_key, layer, first), mosaic), width="stretch")
 st.caption(
     "One tile per channel, numbered: the patch of the single image that excites that channel most. "
     "Project it layer after layer to see the features grow from edges to textures to parts."

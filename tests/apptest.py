@@ -25,3 +25,14 @@ def open_page(model_name: str, page: str | None = None, timeout: float = 180) ->
 
 def plotly_charts(at: AppTest) -> list:
     return at.get("plotly_chart")
+
+
+def payload_bytes(at: AppTest) -> int:
+    """Serialized size of every element and block the last run drew: what the server builds, hashes and
+    (unless the browser has it cached) sends. Pictures of st.image are files fetched apart: not counted."""
+
+    def size(node) -> int:
+        own = node.proto.ByteSize() if getattr(node, "proto", None) is not None else 0
+        return own + sum(size(child) for child in getattr(node, "children", {}).values())
+
+    return size(at._tree)

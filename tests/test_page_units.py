@@ -13,12 +13,14 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from app.analyses import attribution
 from app.analyses import dataset_examples as D
 from app.networks.datasets import load_fashion_mnist
+from app.pictures import figures
 from app.serving.store import store_dir
 from models.fashion_cnn import CLASSES
 from pages.common import UNIT_LINK
-from tests.apptest import open_page
+from tests.apptest import open_page, payload_bytes
 from tests.conftest import photo, png_bytes
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "units.py")
@@ -166,3 +168,30 @@ def test_efficientnet_opens_on_a_layer_that_fits_shows_photos_and_warns_at_the_b
     at.selectbox(key="units_layer_efficientnet_lite0").set_value("head.relu").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("reach past the image's edge" in w.value for w in at.warning)
+
+
+def test_a_rerun_redraws_nothing_and_the_page_stays_light(small_sets, monkeypatch):
+    """Pictures that depend only on the unit are made once for everybody: a rerun with nothing new (a
+    click elsewhere, another student on the same unit) neither rebuilds the layer overview nor redraws the
+    nine pairs. The page once sent 3.4 MB per run (the overview's pixels as JSON numbers)."""
+    at = _app("fashion_cnn").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert payload_bytes(at) < 300_000
+    calls = Counter()
+
+    def spy(module, name):
+        real = getattr(module, name)
+
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+
+    spy(figures, "tile_mosaic")
+    spy(D, "best_patches")
+    spy(attribution, "gradient_image")  # each of the nine pairs' projection
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert calls["tile_mosaic"] == calls["best_patches"] == 0
+    assert calls["gradient_image"] <= 1  # your image's pair only
