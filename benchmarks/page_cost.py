@@ -44,7 +44,7 @@ from streamlit.runtime.scriptrunner import ScriptRunner
 from streamlit.testing.v1 import AppTest, local_script_runner
 
 from app.networks.samples import SAMPLES_DIR
-from tests.apptest import ENTRY
+from tests.apptest import ENTRY, fragment_of, rerun_fragment
 
 PAGES = {
     "prediction": "pages/prediction.py",
@@ -75,9 +75,10 @@ def _widget(at: AppTest, kind: str, label: str) -> object:
 def _set(kind: str, label: str, value: Callable[[object], object]) -> Callable[[AppTest], None]:
     """A widget change: the widget's value becomes value(widget)."""
 
-    def change(at: AppTest) -> None:
+    def change(at: AppTest) -> object:
         widget = _widget(at, kind, label)
         widget.set_value(value(widget))
+        return widget
 
     return change
 
@@ -87,7 +88,7 @@ def _plus_one(widget) -> object:
 
 
 # Typical widget changes per page: (what, change). Layout-only changes first.
-CHANGES: dict[str, list[tuple[str, Callable[[AppTest], None]]]] = {
+CHANGES: dict[str, list[tuple[str, Callable[[AppTest], object]]]] = {
     "overview": [("channel +1", _set("number_input", "Channel", _plus_one))],
     "activations": [
         ("colour scale per map", _set("radio", "Colour scale", lambda w: "per map")),
@@ -101,7 +102,7 @@ CHANGES: dict[str, list[tuple[str, Callable[[AppTest], None]]]] = {
     ],
     "units": [
         ("which of the nine", _set("radio", "units_which", lambda w: 2)),
-        ("channel +1", lambda at: _set("number_input", "Channel", _plus_one)(at)),
+        ("channel +1", _set("number_input", "Channel", _plus_one)),
     ],
     "playground": [
         ("temperature", _set("select_slider", "pg_temperature", lambda w: 2.0)),
@@ -221,10 +222,11 @@ def variant(model: str, seed: int, side: int = 800) -> bytes:
     return buf.getvalue()
 
 
-def _timed(at: AppTest, model: str, page: str, what: str, steps: list[Step], profile: str | None) -> None:
+def _timed(at: AppTest, model: str, page: str, what: str, steps: list[Step], profile: str | None, widget=None) -> None:
+    """One run (of `widget`'s fragment alone when it sits in one, as the browser asks), measured."""
     PROFILES.clear()
     wall, cpu = time.perf_counter(), time.process_time()
-    at.run()
+    rerun_fragment(at, widget) if widget is not None else at.run()
     sent, raw = WIRE.bytes_of_run()  # in the timed part: the server serializes what it sends
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     error = "; ".join(str(e.value)[:80] for e in at.exception) + "; ".join(e.value[:80] for e in at.error)
@@ -251,11 +253,17 @@ def student(model: str, page: str, seed: int, profile: str | None) -> list[Step]
     _timed(at, model, page, "rerun, nothing new", steps, profile)
     for what, change in CHANGES.get(page, []):
         try:
-            change(at)
+            widget = change(at)
         except LookupError as exc:
             steps.append(Step(model, page, what, 0, 0, 0, 0, f"skipped: {exc}"))
             continue
-        _timed(at, model, page, what, steps, profile)
+        fragment = fragment_of(widget)
+        _timed(
+            at, model, page, what + (" (fragment)" if fragment else ""), steps, profile, widget if fragment else None
+        )
+        if fragment:  # AppTest keeps only the fragment's elements: a full run (not counted) shows the page again
+            at.run()
+            WIRE.bytes_of_run()
     return steps
 
 
