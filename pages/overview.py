@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from app.analyses import overview as O
@@ -10,6 +13,7 @@ from app.pictures.overview import network_figure, tile
 from pages import cache, common
 
 FEEDERS = 4  # channels of the previous stage shown as feeding the selected one
+DIAGRAM = "ov_diagram"  # session state: (what the diagram shows, its figure)
 
 sel = common.page(
     "Network overview",
@@ -21,6 +25,15 @@ model = sel.model
 ov = sel.analysis(O.overview)
 stages = [s.layer for s in ov.stages]
 chart_key, layer_key, clicked_key = (f"ov_{name}_{sel.model_key}" for name in ("chart", "layer", "clicked"))
+
+
+def _diagram(key: tuple, draw: Callable[[], go.Figure]) -> go.Figure:
+    """The diagram, kept in this session while what it shows holds: a rerun with nothing new for it (a
+    button, the sidebar) reuses it instead of drawing its ~50 tiles and 100 traces again."""
+    kept = st.session_state.get(DIAGRAM)
+    if kept is None or kept[0] != key:
+        kept = st.session_state[DIAGRAM] = (key, draw())
+    return kept[1]
 
 
 def channel_key(layer: str) -> str:
@@ -50,7 +63,10 @@ order = np.argsort(-share, kind="stable")[:FEEDERS] if source else []
 feeders = frozenset((source, int(c)) for c in order)
 
 st.plotly_chart(
-    network_figure(ov, np.asarray(common.model_input_rgb(sel)), (layer, channel), feeders),
+    _diagram(
+        (sel.model_key, sel.input_key, layer, channel, feeders),
+        lambda: network_figure(ov, np.asarray(common.model_input_rgb(sel)), (layer, channel), feeders),
+    ),
     width="stretch",
     on_select="rerun",
     selection_mode="points",

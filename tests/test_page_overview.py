@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.pictures import overview as overview_pictures
 from tests.apptest import open_page, plotly_charts
 
 PAGE = "pages/overview.py"
@@ -37,3 +38,18 @@ def test_the_first_stage_is_fed_by_pixels() -> None:
     first = at.selectbox(key="ov_layer_fashion_cnn").options[0]
     at.selectbox(key="ov_layer_fashion_cnn").set_value(first).run()
     assert any("fed by the image's pixels" in c.value for c in at.caption)
+
+
+def test_a_rerun_with_nothing_new_reuses_the_diagram(monkeypatch) -> None:
+    """Drawing the diagram (~50 tiles, 100 traces) is most of a run: a rerun that changes nothing it shows
+    reuses this session's figure; choosing another channel draws it again, framed anew."""
+    at = open_page("fashion_cnn", PAGE)
+    drawn: list[tuple] = []
+    real = overview_pictures.network_figure
+    monkeypatch.setattr(overview_pictures, "network_figure", lambda *a, **k: drawn.append(a[2]) or real(*a, **k))
+    before = plotly_charts(at)[0].proto.spec
+    at.run()
+    assert not at.exception and not drawn and plotly_charts(at)[0].proto.spec == before
+    layer = at.selectbox(key="ov_layer_fashion_cnn").value
+    at.number_input(key=f"ov_channel_fashion_cnn_{layer}").set_value(3).run()
+    assert drawn == [(layer, 3)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app.analyses import playground as pg
+from app.pictures import figures
+from tests.apptest import rerun_fragment
 from tests.conftest import photo, png_bytes
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "playground.py")
@@ -116,3 +119,29 @@ def test_backward_pool_starts_where_the_rule_shows_and_an_all_zero_window_says_s
     if not values.any():  # the whole shown neighbourhood is 0: the map says so, on a bar from 0
         spec = next(json.loads(e.proto.spec) for e in at.get("plotly_chart") if "pg_window_values" in e.proto.id)
         assert "every value 0" in spec["layout"]["title"]["text"] and spec["data"][0]["zmin"] == 0
+
+
+def _counted(func, name: str, calls: Counter):
+    def counted(*args, **kwargs):
+        calls[name] += 1
+        return func(*args, **kwargs)
+
+    return counted
+
+
+def test_a_section_widget_reruns_its_section_alone(monkeypatch) -> None:
+    """Each section is an st.fragment: the temperature redraws the softmax table alone, a pooling widget the
+    pooling charts alone, not the page's 13 charts (the browser reruns the fragment that holds the widget)."""
+    at = _app().run()
+    calls: Counter = Counter()
+    for module, name in [(figures, "number_map"), (figures, "feature_grid"), (pg, "convolve")]:
+        monkeypatch.setattr(module, name, _counted(getattr(module, name), name, calls))
+    rerun_fragment(at, at.select_slider(key="pg_temperature").set_value(2.0))
+    assert not at.exception
+    assert not calls
+    assert "probability at T=2" in at.dataframe[0].value.columns
+    at.run()
+    calls.clear()
+    rerun_fragment(at, at.slider(key="pg_stride").set_value(1))
+    assert not at.exception
+    assert calls == {"number_map": 4}  # coverage, pooled, the window's values and its gradient

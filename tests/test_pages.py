@@ -12,7 +12,7 @@ from app.base.errors import WeightsUnavailableError
 from app.networks.models import VGG_ENV
 from app.pictures import figures
 from pages import cache
-from tests.apptest import open_page, plotly_charts
+from tests.apptest import open_page, plotly_charts, rerun_fragment
 
 MODELS = ["fashion_cnn", "vgg16"]
 
@@ -144,3 +144,18 @@ def test_activation_buttons_fit_half_a_1024_px_column():
     assert all(len(label) <= 28 for label in labels), labels
     channel = at.number_input[-1].value
     assert any(m.value == f"**What does channel {channel} look for?**" for m in at.markdown)
+
+
+def test_activations_close_up_reruns_alone(monkeypatch):
+    """The channel and the overlay's opacity rerun the close-up alone (an st.fragment): the grid of up to
+    64 maps is not rebuilt for them."""
+    at = open_page("fashion_cnn", "pages/activations.py")
+    grids: list[int] = []
+    real = figures.feature_grid
+    monkeypatch.setattr(figures, "feature_grid", lambda *a, **k: grids.append(1) or real(*a, **k))
+    channel = next(n for n in at.number_input if n.label == "Channel")
+    rerun_fragment(at, channel.set_value(channel.value + 1))
+    assert not at.exception and not grids
+    assert any(
+        f"channel {channel.value}" in json.loads(c.proto.spec)["layout"]["title"]["text"] for c in plotly_charts(at)
+    )

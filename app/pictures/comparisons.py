@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app.analyses.attribution import unit_range
-from app.pictures.figures import colorize, hide_axes, scaled_picture
+from app.pictures.figures import colorize, hide_axes, image_trace, scaled_picture
 
 # One line colour per attribution method, the same in the chart and the grid's row labels.
 METHOD_COLOURS = {"gradient": "#E45756", "guided backprop": "#4C78A8", "Grad-CAM": "#54A24B"}
@@ -84,7 +84,7 @@ def cascade_grid(
                 xanchor="right",
                 font=dict(size=13, color=METHOD_COLOURS.get(name, "#333")),
             )
-    fig.add_trace(go.Image(z=canvas, hoverinfo="skip"))
+    fig.add_trace(image_trace(canvas, hoverinfo="skip"))
     hide_axes(fig)
     fig.update_layout(
         margin=dict(l=0, r=0, t=0, b=0), height=round(width * canvas.shape[0] / canvas.shape[1]), font=dict(size=12)

@@ -6,6 +6,9 @@ hundreds of subplots: a 512-channel layer stays a light, responsive figure.
 
 from __future__ import annotations
 
+import base64
+import functools
+import io
 import math
 from collections.abc import Sequence
 
@@ -107,20 +110,21 @@ def number_tiles(fig: go.Figure, numbers: Sequence[int], cols: int, h: int, w: i
     numbers are what a caption calls the tiles (channel numbers in the chosen order)."""
     numbers = [int(n) for n in numbers]
     if len(numbers) <= NUMBERED_TILES:
-        for i, number in enumerate(numbers):
-            r, c = divmod(i, cols)
-            fig.add_annotation(
-                x=c * (w + gap) - 0.5,
-                y=r * (h + gap) - 0.5,
-                text=str(number),
-                showarrow=False,
-                xanchor="left",
-                yanchor="top",
-                font=dict(size=11, color="black"),
-                bgcolor="rgba(255,255,255,0.8)",
-                borderpad=1,
-            )
-        return fig
+        corner = dict(
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            font=dict(size=11, color="black"),
+            bgcolor="rgba(255,255,255,0.8)",
+            borderpad=1,
+        )
+        return add_annotations(
+            fig,
+            [
+                dict(x=(i % cols) * (w + gap) - 0.5, y=(i // cols) * (h + gap) - 0.5, text=str(number), **corner)
+                for i, number in enumerate(numbers)
+            ],
+        )
     rows = math.ceil(len(numbers) / cols)
     fig.update_layout(margin=dict(l=36, t=30))
     fig.update_yaxes(
@@ -137,6 +141,31 @@ def number_tiles(fig: go.Figure, numbers: Sequence[int], cols: int, h: int, w: i
         ticktext=[f"+{c}" for c in range(cols)],
     )
     return fig
+
+
+def add_annotations(fig: go.Figure, annotations: list[dict]) -> go.Figure:
+    """Add many annotations at once. Plotly's add_annotation copies every annotation already there on
+    each call, so numbering 64 tiles one call at a time took about half a second of every page run."""
+    if annotations:
+        fig.layout.annotations = [*fig.layout.annotations, *annotations]
+    return fig
+
+
+def png_source(image: np.ndarray) -> str:
+    """An RGB (or grey) uint8 picture as a PNG data URI, for a Plotly image trace's `source`."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_trace(image: np.ndarray, **kwargs) -> go.Image:
+    """A uint8 RGB picture as a Plotly image trace that carries a PNG, not the pixel array.
+
+    As `z` a picture travels as JSON numbers (a layer overview of 64 tiles: 3.4 MB, built and
+    hashed on every page run); as a PNG it is tens of kB. Plotly draws a `source` picture pixel
+    for pixel, unsmoothed, at the same coordinates, and still hovers x and y.
+    """
+    return go.Image(source=png_source(np.ascontiguousarray(image, dtype=np.uint8)), **kwargs)
 
 
 def mosaic(maps: np.ndarray, cols: int, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -191,11 +220,19 @@ def feature_grid(
         )
     )
     h, w = tiles.shape[1:]
-    for i, title in enumerate(titles or []):
-        r, c = divmod(i, cols)
-        fig.add_annotation(
-            x=c * (w + 1) + (w - 1) / 2, y=r * (h + 1) - 0.5, text=title, showarrow=False, yanchor="bottom"
-        )
+    add_annotations(
+        fig,
+        [
+            dict(
+                x=(i % cols) * (w + 1) + (w - 1) / 2,
+                y=(i // cols) * (h + 1) - 0.5,
+                text=title,
+                showarrow=False,
+                yanchor="bottom",
+            )
+            for i, title in enumerate(titles or [])
+        ],
+    )
     # no grid lines or zero lines: they showed through the empty cells of a last, unfilled row
     axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", constrain="domain")
     fig.update_yaxes(autorange="reversed", scaleanchor="x", **axes)
@@ -227,7 +264,7 @@ def heatmap(
         title = f"{title}: every value {value:.4g}" if title else f"every value {value:.4g}"
     fig = go.Figure(
         go.Heatmap(
-            z=values,
+            z=np.asarray(values, dtype=np.float32),  # half the bytes of float64; the hover shows 4 digits
             colorscale=plotly_scale(colorscale),
             zmid=zmid,
             zmin=zmin,
@@ -256,11 +293,19 @@ def colorize(values: np.ndarray, colorscale: str = "Jet", signed: bool = False) 
         hi = max(abs(lo), abs(hi))
         lo = -hi
     t = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+    return _lut(colorscale)[np.clip((t * 255).round().astype(int), 0, 255)]
+
+
+@functools.lru_cache(maxsize=32)
+def _lut(colorscale: str) -> np.ndarray:
+    """256 RGB colours sampled along a named scale, once per scale: sampling it took 10-30 ms per
+    picture, and the network overview colours 50 tiles per run."""
     lut = np.array(
         [[int(c) for c in s[4:-1].split(",")] for s in sample_colorscale(colorscale, np.linspace(0, 1, 256))],
         dtype=np.uint8,
     )
-    return lut[np.clip((t * 255).round().astype(int), 0, 255)]
+    lut.flags.writeable = False
+    return lut
 
 
 def resize_nearest(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -294,7 +339,7 @@ def hide_axes(fig: go.Figure) -> go.Figure:
 def rgb_figure(image: np.ndarray, title: str = "", height: int = 420) -> go.Figure:
     """An RGB (or grey) uint8 image as a figure with pixel hover."""
     rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-    fig = hide_axes(go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<extra></extra>")))
+    fig = hide_axes(go.Figure(image_trace(rgb, hovertemplate="x %{x}, y %{y}<extra></extra>")))
     fig.update_layout(title=title, margin=dict(l=0, r=0, t=40 if title else 10, b=0), height=height)
     return fig
 
@@ -309,7 +354,7 @@ def filter_grid(filters: np.ndarray, upscale: int = 8) -> go.Figure:
         r, col = divmod(i, cols)
         y, x = r * (k * upscale + 2), col * (k * upscale + 2)
         canvas[y : y + k * upscale, x : x + k * upscale] = big[i] if c == 3 else big[i, ..., :1]
-    fig = hide_axes(go.Figure(go.Image(z=(canvas * 255).astype(np.uint8), hoverinfo="skip")))
+    fig = hide_axes(go.Figure(image_trace((canvas * 255).astype(np.uint8), hoverinfo="skip")))
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=520)
     return number_tiles(fig, range(n), cols, k * upscale, k * upscale, 2)
 
@@ -579,17 +624,18 @@ def tile_mosaic(tiles: list[np.ndarray | None], names: list[str], cols: int = 8,
     rows = math.ceil(len(tiles) / cols)
     label, gap = 14, 4
     canvas = np.full((rows * (side + label + gap), cols * (side + gap), 3), 255, np.uint8)
-    fig = go.Figure()
+    titles = []
     for i, (tile, name) in enumerate(zip(tiles, names, strict=True)):
         r, c = divmod(i, cols)
         y, x = r * (side + label + gap) + label, c * (side + gap)
         if tile is not None:
             p = scaled_picture(tile, side)
             canvas[y : y + p.shape[0], x : x + p.shape[1]] = p
-        fig.add_annotation(
-            x=x + side / 2, y=y - label / 2, text=name, showarrow=False, font=dict(size=10), yanchor="middle"
+        titles.append(
+            dict(x=x + side / 2, y=y - label / 2, text=name, showarrow=False, font=dict(size=10), yanchor="middle")
         )
-    fig.add_trace(go.Image(z=canvas, hoverinfo="skip"))
+    fig = go.Figure(image_trace(canvas, hoverinfo="skip"))
+    add_annotations(fig, titles)
     hide_axes(fig)
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=min(1400, 40 + rows * (side + label + gap) * 1.3))
     return fig

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app.analyses.overview import Overview, Stage
-from app.pictures.figures import colorize, resize_nearest, scaled_picture
+from app.pictures.figures import colorize, image_trace, resize_nearest, scaled_picture
 
 TILE = 56  # screen pixels per thumbnail side in the figure's image data (nearest-neighbour upscaled)
 HIGHLIGHT = "#ff7f0e"  # the selected map
@@ -50,10 +50,11 @@ def network_figure(
         for c in range(cols)
     ]
     fig = make_subplots(rows, cols, subplot_titles=grid_titles, horizontal_spacing=0.02, vertical_spacing=0.03)
-    fig.add_trace(go.Image(z=scaled_picture(picture, TILE), hoverinfo="skip"), 1, 1)
+    fig.add_trace(image_trace(scaled_picture(picture, TILE), hoverinfo="skip"), 1, 1)
+    labels = [a.to_plotly_json() | {"font": {"size": 11}} for a in fig.layout.annotations]  # the column titles
     for c, stage in enumerate(ov.stages, start=2):
         for r, (channel, strength) in enumerate(zip(stage.channels, stage.strengths, strict=True), start=1):
-            fig.add_trace(go.Image(z=tile(stage.maps[r - 1]), hoverinfo="skip"), r, c)
+            fig.add_trace(image_trace(tile(stage.maps[r - 1]), hoverinfo="skip"), r, c)
             fig.add_trace(
                 go.Scatter(
                     x=[TILE / 2],
@@ -68,25 +69,28 @@ def network_figure(
                 r,
                 c,
             )
-            fig.add_annotation(  # the channel number, inside the tile's bottom edge, readable on any colour
-                x=TILE / 2,
-                y=TILE - 2,
-                text=str(channel),
-                showarrow=False,
-                yanchor="bottom",
-                font=dict(color="white", size=11),
-                bgcolor="rgba(0,0,0,0.55)",
-                row=r,
-                col=c,
+            axes = fig.get_subplot(r, c)
+            labels.append(  # the channel number, inside the tile's bottom edge, readable on any colour
+                dict(
+                    x=TILE / 2,
+                    y=TILE - 2,
+                    xref=axes.xaxis.plotly_name.replace("axis", ""),
+                    yref=axes.yaxis.plotly_name.replace("axis", ""),
+                    text=str(channel),
+                    showarrow=False,
+                    yanchor="bottom",
+                    font=dict(color="white", size=11),
+                    bgcolor="rgba(0,0,0,0.55)",
+                )
             )
             unit = (stage.layer, channel)
             frame = HIGHLIGHT if unit == selected else FEEDER if unit in feeders else None
             if frame:
                 box = dict(type="rect", x0=-1, y0=-1, x1=TILE, y1=TILE, line=dict(color=frame, width=4))
                 fig.add_shape(**box, row=r, col=c)
+    fig.layout.annotations = labels  # at once: one add_annotation per tile took a third of a second
     fig.update_xaxes(visible=False, range=[-2, TILE + 1])
     fig.update_yaxes(visible=False, range=[TILE + 1, -2])
-    fig.update_annotations(font_size=11)
     top = 110 if any("." in s.layer for s in ov.stages) else 70  # room for two-line layer names
     fig.update_layout(
         height=120 + 96 * rows, margin=dict(l=4, r=4, t=top, b=4), clickmode="event+select", dragmode=False
