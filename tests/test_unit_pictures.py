@@ -55,11 +55,10 @@ def test_small_fields_are_kept_at_their_own_size_and_shown_as_before(fashion: Lo
         np.testing.assert_array_equal(scaled_picture(view.projection, SIDE), projection)
 
 
-def test_overview_tiles_are_made_one_patch_at_a_time(fashion: LoadedModel) -> None:
+def test_overview_tiles_show_each_channels_best_patch(fashion: LoadedModel) -> None:
     x = D.fashion_inputs(fashion, range(30))
     table = D.top_units_table(fashion, x, k=2, layers=["relu2_2"])
     patches = D.best_patches(fashion, table, lambda idx: x[idx], "relu2_2", range(0, 8))
-    assert not isinstance(patches, list)  # a generator: the caller keeps a picture of one before the next
     tiles = U.overview_tiles(fashion, patches, 64)
     for channel, tile in enumerate(tiles):
         _, image, y, x_pos = table.best("relu2_2")[channel]

@@ -659,8 +659,7 @@ def _best_patches(
     best = table.best(layer)[channels.start : channels.stop]
     found = [e for e in best if e is not None]
     x = iter(inputs([e[1] for e in found]) if found else [])
-    for e in best:
-        yield None if e is None else unit_patch(model, next(x), layer, e[2], e[3])[0]
+    return [None if e is None else unit_patch(model, next(x), layer, e[2], e[3])[0] for e in best]
 
 
 def default_layer(model: LoadedModel, layers: Sequence[str]) -> str:

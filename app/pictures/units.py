@@ -72,7 +72,7 @@ def example_views(model: LoadedModel, examples: Iterable[D.Example], side: int) 
 
 
 def overview_tiles(model: LoadedModel, patches: Iterable[np.ndarray | None], side: int) -> list[np.ndarray | None]:
-    """The layer overview's patches (D.best_patches) as pictures at most `side` pixels a side, one at a time."""
+    """The layer overview's patches (D.best_patches) as pictures at most `side` pixels a side."""
     return [None if p is None else patch_picture(model, p, side) for p in patches]
 
 
