@@ -13,13 +13,7 @@ import torch
 from app.base.errors import Cancelled, LensError
 from app.serving import jobs
 from app.serving.jobs import Job, Slots
-
-
-def _wait_for(condition, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.01)
+from tests.conftest import wait_for
 
 
 def _blocking(release: threading.Event, steps: int = 1000):
@@ -50,7 +44,7 @@ def test_slots_run_in_arrival_order_and_know_their_place() -> None:
     for name in "abc":
         threads.append(threading.Thread(target=wait, args=(name,)))
         threads[-1].start()
-        _wait_for(lambda n=name: slots.position(tickets[n]) is not None)
+        wait_for(lambda n=name: slots.position(tickets[n]) is not None)
     assert [slots.position(tickets[n]) for n in "abc"] == [1, 2, 3] and slots.waiting == 3
     slots.release()
     for t in threads:
@@ -65,7 +59,7 @@ def test_a_stopped_waiter_leaves_the_queue() -> None:
     result: list[bool] = []
     t = threading.Thread(target=lambda: result.append(slots.acquire(stop, poll=0.01)))
     t.start()
-    _wait_for(lambda: slots.waiting == 1)
+    wait_for(lambda: slots.waiting == 1)
     stop.set()
     t.join(5)
     assert result == [False] and slots.waiting == 0 and slots.running == 1
@@ -111,7 +105,7 @@ def test_a_job_reports_progress_and_its_result() -> None:
 def test_cancelling_a_running_job_stops_it_and_frees_the_slot() -> None:
     slots, release = Slots(1), threading.Event()
     job = jobs.submit(_blocking(release), "long", slots)
-    _wait_for(lambda: job.done >= 3)
+    wait_for(lambda: job.done >= 3)
     assert job.state == "running" and job.active and job.eta() is not None and job.position() is None
     job.cancel()
     job.join(10)
@@ -121,18 +115,30 @@ def test_cancelling_a_running_job_stops_it_and_frees_the_slot() -> None:
 def test_a_waiting_job_shows_its_place_and_can_leave_the_queue() -> None:
     slots, release = Slots(1), threading.Event()
     first = jobs.submit(_blocking(release), "first", slots)
-    _wait_for(lambda: first.state == "running")
+    wait_for(lambda: first.state == "running")
     second = jobs.submit(_blocking(release), "second", slots)
     third = jobs.submit(_blocking(release), "third", slots)
-    _wait_for(lambda: third.position() == 2)
+    wait_for(lambda: third.position() == 2)
     assert second.position() == 1 and second.state == "waiting"
     second.cancel()
     second.join(5)
     assert second.state == "cancelled" and second.done == 0
-    _wait_for(lambda: third.position() == 1)
+    wait_for(lambda: third.position() == 1)
     release.set()
     third.join(10)
     assert first.state == "finished" and third.state == "finished" and slots.running == 0
+
+
+def test_a_submitted_job_has_its_place_before_its_thread_has_started(monkeypatch) -> None:
+    slots, release = Slots(1), threading.Event()
+    first = jobs.submit(_blocking(release), "first", slots)
+    wait_for(lambda: first.state == "running")
+    monkeypatch.setattr(jobs, "background_thread", lambda: time.sleep(0.5))  # a slow thread start
+    second = jobs.submit(_blocking(release), "second", slots)
+    assert second.state == "waiting" and second.position() == 1  # what the page draws right after submit
+    release.set()
+    second.join(10)
+    assert second.state == "finished" and slots.running == 0 and slots.waiting == 0
 
 
 @pytest.mark.parametrize(
@@ -173,7 +179,7 @@ def test_identical_requests_share_one_job_until_everyone_cancels() -> None:
     second = jobs.submit(work, "b", slots, key=key)
     other = jobs.submit(work, "c", slots, key=(*key[:-1], 1))  # another seed: its own run
     assert second is first and other is not first
-    _wait_for(lambda: first.done >= 2 and other.done >= 2)
+    wait_for(lambda: first.done >= 2 and other.done >= 2)
     first.cancel()  # one of the two watchers leaves: the run goes on for the other
     time.sleep(0.1)
     assert first.state == "running"
@@ -268,7 +274,7 @@ def test_a_student_has_one_job_running_and_one_waiting_and_a_third_is_refused() 
     first = jobs.submit(_run_until_released(release), "first dream", slots, owner="ann")
     second = jobs.submit(_run_until_released(release), "second dream", slots, owner="ann")
     other = jobs.submit(_run_until_released(release), "bob's dream", slots, owner="bob")
-    _wait_for(lambda: first.state == "running" and other.state == "running")
+    wait_for(lambda: first.state == "running" and other.state == "running")
     time.sleep(0.3)  # a free slot, yet Ann's second job waits for her first
     assert second.state == "waiting" and second.position() == 1 and slots.running == 2
     with pytest.raises(jobs.TooManyJobs) as refused:
@@ -299,11 +305,11 @@ def test_the_queue_takes_students_in_turn_not_first_come() -> None:
         return run
 
     blocker = jobs.submit(_run_until_released(release), "a teacher's job", slots)
-    _wait_for(lambda: blocker.state == "running")
+    wait_for(lambda: blocker.state == "running")
     queued = {}
     for name, owner in [("ann 1", "ann"), ("ann 2", "ann"), ("bob 1", "bob"), ("cat 1", "cat")]:
         queued[name] = jobs.submit(work(name), name, slots, owner=owner)
-        _wait_for(lambda n=name: queued[n].position() is not None)
+        wait_for(lambda n=name: queued[n].position() is not None)
     assert {name: job.position() for name, job in queued.items()} == {"ann 1": 1, "bob 1": 2, "cat 1": 3, "ann 2": 4}
     gate.set()
     release.set()

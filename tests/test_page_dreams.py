@@ -20,7 +20,7 @@ from app.serving import jobs
 from app.serving.store import store_dir
 from pages import common
 from tests.apptest import open_page
-from tests.conftest import photo, png_bytes
+from tests.conftest import photo, png_bytes, wait_for
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "dreams.py")
 IMAGE = png_bytes(photo((96, 64), seed=2))
@@ -197,6 +197,7 @@ def test_a_waiting_dream_shows_its_place_and_can_be_cancelled(monkeypatch) -> No
     blocker = jobs.submit(lambda job: release.wait(60), "another student's dream", slots)
     monkeypatch.setattr(jobs, "HEAVY", slots)
     try:
+        wait_for(lambda: blocker.state == "running")
         at = _app("fashion_cnn")
         at.number_input(key="fv_seed").set_value(4242)  # a request no other test made: no shared result
         at.button[0].click()

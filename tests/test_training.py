@@ -13,16 +13,10 @@ from torch import nn
 
 from app.analyses import training
 from app.analyses.training import Slots, TrainConfig
+from tests.conftest import wait_for
 
 TINY = TrainConfig(train_size=512, test_size=200, epochs=2, batch_size=32, width=4, chunk=4)
 LONG = TrainConfig(train_size=10_000, test_size=100, epochs=10, batch_size=32, width=4, chunk=2)
-
-
-def _wait_for(condition, timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -53,7 +47,7 @@ def test_huge_learning_rate_is_reported_as_diverged() -> None:
 @pytest.mark.parametrize("isolated", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["thread", "process"])
 def test_stop_ends_a_run_cleanly(isolated: bool) -> None:
     run = training.start(LONG, Slots(1), isolated=isolated)
-    _wait_for(lambda: len(run.history) >= 1)
+    wait_for(lambda: len(run.history) >= 1)
     run.stop()
     run.join(30)
     assert not run.thread.is_alive()
@@ -90,7 +84,7 @@ def test_slots_never_exceed_the_limit() -> None:
 def test_second_run_waits_for_a_free_slot_and_can_be_cancelled() -> None:
     slots = Slots(1)
     first = training.start(LONG, slots, isolated=False)
-    _wait_for(lambda: first.state == "running")
+    wait_for(lambda: first.state == "running")
     second = training.start(TINY, slots, isolated=False)
     time.sleep(0.5)
     assert second.state == "waiting" and slots.running == 1
@@ -110,7 +104,7 @@ def test_second_run_waits_for_a_free_slot_and_can_be_cancelled() -> None:
 def test_a_students_second_run_waits_for_their_first_even_with_a_free_slot() -> None:
     slots = Slots(2)
     first = training.start(LONG, slots, isolated=False, owner="ann")
-    _wait_for(lambda: first.state == "running")
+    wait_for(lambda: first.state == "running")
     second = training.start(TINY, slots, isolated=False, owner="ann")
     time.sleep(0.5)
     assert second.state == "waiting" and slots.running == 1 and slots.position(second) == 1

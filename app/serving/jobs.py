@@ -126,7 +126,8 @@ class Slots:
         ticket = object() if ticket is None else ticket
         stopped = stop.is_set if isinstance(stop, threading.Event) else stop
         with self._cond:
-            self._queue.append((ticket, owner))
+            if not any(t is ticket for t, _ in self._queue):
+                self._queue.append((ticket, owner))
             try:
                 while self.running >= self.limit or self._next() is not ticket:
                     if stopped is not None and stopped():
@@ -145,6 +146,14 @@ class Slots:
             finally:
                 self._queue = [(t, o) for t, o in self._queue if t is not ticket]
                 self._cond.notify_all()
+
+    def enqueue(self, ticket: object, owner: Hashable | None = None) -> None:
+        """Take `ticket`'s place in the queue now; its `acquire` (soon, from another thread) keeps it.
+
+        A page that submits a job draws its place at once, before the job's thread has started."""
+        with self._cond:
+            if not any(t is ticket for t, _ in self._queue):
+                self._queue.append((ticket, owner))
 
     def release(self, ticket: object | None = None) -> None:
         with self._cond:
@@ -414,6 +423,7 @@ def submit(
             _watching.setdefault(owner, []).append(job)
         if hit:
             return job
+    job.slots.enqueue(job, owner)
     job._thread = threading.Thread(target=_work, args=(job, work), daemon=True, name=f"cnn-lens-job {label}")
     job._thread.start()
     return job
